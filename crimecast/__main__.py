@@ -1,0 +1,3 @@
+from crimecast.cli import main
+
+main()

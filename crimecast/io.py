@@ -1,0 +1,58 @@
+"""Atomic file writes: write to a temporary file beside the target, then rename.
+
+A failed or interrupted run therefore never leaves a half-written output, and the
+previous version of the file stays intact until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; rename it over the target on
+    success, delete it on failure."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(target: str | Path, text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return Path(target)
+
+
+def write_json(target: str | Path, payload: Any) -> Path:
+    return write_text(target, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet(target: str | Path, frame: pd.DataFrame) -> Path:
+    with atomic_path(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(target)
+
+
+def write_csv(target: str | Path, frame: pd.DataFrame) -> Path:
+    """CSV, gzip-compressed when the name ends in ``.gz``."""
+    with atomic_path(target) as tmp:
+        compression = "gzip" if str(target).endswith(".gz") else None
+        frame.to_csv(tmp, index=False, compression=compression)
+    return Path(target)
