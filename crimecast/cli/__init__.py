@@ -24,6 +24,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Place-based weekly crime forecasting: data, models, serving and oversight."""
+
+
 # (module under crimecast.cli, sub-command group name or None for top-level commands)
 _TOPICS: list[tuple[str, str | None]] = [
     ("data", "data"),
@@ -31,6 +38,7 @@ _TOPICS: list[tuple[str, str | None]] = [
     ("models", None),
     ("serve", None),
     ("monitor", None),
+    ("demo", None),
 ]
 
 

@@ -1,0 +1,193 @@
+"""Model lifecycle commands: ``train``, ``tune``, ``evaluate``, ``promote``, ``rollback``
+and the ``models`` group (``history``, ``info``).
+
+Heavy imports (mlflow, optuna, torch, the ``training`` stages) stay inside the commands so
+``crimecast --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+models_app = typer.Typer(help="Inspect the model registry: alias history, version info.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit log (default: $USER).")]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command()
+def train(
+    model: Annotated[str | None, typer.Option(help="Model name (default: models.yaml default_model).")] = None,
+    actor: Actor = None,
+) -> None:
+    """Backtest and fit a model, log it to MLflow, register it as @challenger.
+
+    Hyperparameters: configs/models.yaml overlaid with artifacts/best_params.json when it
+    was tuned for the same model. Writes artifacts/train_run.json.
+    """
+    from training import train as stage
+
+    payload = stage.run(model, actor)
+    metrics = payload["metrics"]
+    _console().print(
+        f"[green]registered[/] {payload['model_name']} as version {payload['version']} "
+        f"(@challenger), run {payload['run_id']}\n"
+        f"  backtest: Poisson deviance {metrics.get('overall.poisson_deviance', float('nan')):.4f}, "
+        f"PAI@5% {metrics.get('overall.pai_at_5pct', float('nan')):.2f}\n"
+        f"  wrote {_where(stage.TRAIN_RUN)}")
+
+
+@app.command()
+def tune(
+    trials: Annotated[int | None, typer.Option(help="Trials to run in this process (default: tuning.yaml).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model to tune (default: tuning.yaml model).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL, e.g. postgresql+psycopg://... (default: SQLite state/optuna.db).")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name; workers with the same name share trials.")] = None,
+) -> None:
+    """Optuna search (seeded TPE, median pruning); each trial a child MLflow run.
+
+    Start the same command in several processes or machines with one --storage and
+    --study to spread the trials. Writes artifacts/best_params.json (best over all workers).
+    """
+    from training import tune as stage
+
+    payload = stage.run(trials, model, storage, study)
+    _console().print(
+        f"best trial {payload['trial']} of study {payload['study']} "
+        f"({payload['trials_complete']} complete, {payload['trials_pruned']} pruned): "
+        f"validation deviance {payload['value']:.4f}\n  params {payload['params']}\n"
+        f"  wrote {_where(stage.BEST_PARAMS)}")
+
+
+@app.command()
+def evaluate(
+    alias: Annotated[str, typer.Option(help="Alias of the version to evaluate.")] = "challenger",
+) -> None:
+    """Backtest a registered version and the baselines on the same windows.
+
+    Writes artifacts/evaluation.json and logs an MLflow run.
+    """
+    from rich.table import Table
+
+    from training import evaluate as stage
+
+    payload = stage.run(alias)
+    table = Table(title=f"Backtest of @{alias} (v{payload['version']}) and baselines")
+    for column in ("model", "Poisson deviance", "MAE", "PAI@5%", "coverage 80%"):
+        table.add_column(column)
+    for label, overall in payload["models"].items():
+        table.add_row(label, f"{overall['poisson_deviance']:.4f}", f"{overall['mae']:.3f}",
+                      f"{overall.get('pai@5%', float('nan')):.2f}",
+                      f"{overall.get('coverage_80', float('nan')):.3f}")
+    console = _console()
+    console.print(table)
+    console.print(f"wrote {_where(stage.EVALUATION)}")
+
+
+@app.command()
+def promote(actor: Actor = None) -> None:
+    """Promote @challenger to @champion if it passes the accuracy and fairness gate.
+
+    A refusal is a decision (exit code 0). The decision, with metrics and reason, is
+    appended to state/audit.jsonl, tagged on the model version and written to
+    artifacts/promotion.json.
+    """
+    from training import promote as stage
+
+    record = stage.run(actor)
+    colour = "green" if record["decision"] == "promoted" else "yellow"
+    console = _console()
+    console.print(f"[{colour}]{record['decision']}[/]: v{record['challenger_version']} "
+                  f"(reference: {record.get('reference')})")
+    console.print(f"  {record['reason']}")
+    for check in record.get("checks", []):
+        mark = "[green]ok[/]" if check["passed"] else "[red]FAIL[/]"
+        console.print(f"  {mark} {check['check']}: challenger {_num(check['challenger'])}, "
+                      f"reference {_num(check['reference'])}")
+    console.print(f"wrote {_where(stage.PROMOTION)} and appended to {_audit()}")
+
+
+@app.command()
+def rollback(
+    actor: Actor = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "",
+) -> None:
+    """Give @champion back to the previous champion (from the audit log) and record it."""
+    from crimecast.registry import RegistryError
+    from crimecast.registry import rollback as do_rollback
+
+    try:
+        record = do_rollback(actor=actor, reason=reason)
+    except RegistryError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    _console().print(f"rolled back: @champion v{record['challenger_version']} -> "
+                     f"v{record['champion_version']}; appended to {_audit()}")
+
+
+@models_app.command("history")
+def history(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """Every alias change (register, promote, rollback), oldest first, from the audit log."""
+    from rich.table import Table
+
+    from crimecast.registry import alias_history
+
+    changes = alias_history()
+    if as_json:
+        for change in changes:
+            typer.echo(json.dumps(change, default=str))
+        return
+    table = Table(title=f"Alias history ({_audit()})")
+    for column in ("when (UTC)", "who", "event", "alias", "from", "to", "reason"):
+        table.add_column(column, overflow="fold")
+    for c in changes:
+        table.add_row(str(c["at"])[:19], str(c["actor"]), str(c["event"]), f"@{c['alias']}",
+                      _version(c["from"]), _version(c["to"]), str(c.get("reason") or "")[:120])
+    _console().print(table)
+
+
+@models_app.command("info")
+def info(alias: Annotated[str, typer.Option(help="Alias to describe.")] = "champion") -> None:
+    """What the registry knows about the version holding an alias (JSON)."""
+    from crimecast.registry import RegistryError, model_info
+
+    try:
+        details = model_info(alias)
+    except RegistryError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    overall = {k: v for k, v in details["backtest_metrics"].items() if k.startswith("overall.")}
+    typer.echo(json.dumps({**details, "backtest_metrics": overall}, indent=2, default=str))
+
+
+def _where(relative: Any) -> str:
+    from crimecast.paths import resolve
+
+    return str(resolve(relative))
+
+
+def _audit() -> str:
+    from crimecast.registry import audit_path
+
+    return str(audit_path())
+
+
+def _version(value: Any) -> str:
+    return "-" if value is None else f"v{value}"
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

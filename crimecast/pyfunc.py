@@ -1,0 +1,170 @@
+"""The MLflow pyfunc wrapper that carries a trained forecaster to serving.
+
+A logged crimecast model is self-contained: besides the fitted forecaster it owns the
+area graph it was trained on and the most recent weeks of the panel, so that
+
+    model = mlflow.pyfunc.load_model("models:/crimecast@champion")
+    model.predict(pd.DataFrame({"horizon": [1, 2, 3, 4]}))
+
+returns the full forecast table (:data:`crimecast.contracts.FORECAST_COLUMNS`: every
+area x category x requested horizon) for the weeks after the last observed week, in a
+fresh process that imports only ``crimecast`` (never ``training``).
+
+``model.unwrap_python_model().metadata`` is a plain dict with ``model_name``,
+``model_params``, ``data_version``, ``data_md5``, ``last_observed_week`` (ISO date),
+``trained_at`` (ISO UTC), ``backtest_metrics`` (flat ``{metric: float}``), ``run_id`` and
+``git_commit``.
+
+Artifacts of the MLflow model (directories written by :func:`save_bundle`):
+``forecaster/`` (the model's own ``save(dir)``), ``graph/`` (``graph.npz`` + ``areas.parquet``
+without geometry), ``history/panel.parquet`` (the recent panel).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
+
+# MLflow nags about type hints on PythonModel.predict at class creation; the logged
+# signature is the schema here (a frame with an int ``horizon`` column).
+warnings.filterwarnings("ignore", message=r".*type hint", category=UserWarning)
+
+
+def save_graph(graph: AreaGraph, directory: Path) -> Path:
+    """Write ``graph.npz`` (area_ids, edge_index, edge_weight) and ``areas.parquet`` (the
+    covariate frame, index ``area_id``) into ``directory``; returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "graph.npz", area_ids=np.asarray(graph.area_ids, dtype=str),
+             edge_index=graph.edge_index, edge_weight=graph.edge_weight)
+    areas = graph.areas.copy()
+    areas.index.name = "area_id"
+    areas.reset_index().to_parquet(directory / "areas.parquet", index=False)
+    return directory
+
+
+def load_graph(directory: Path) -> AreaGraph:
+    """Read a graph written by :func:`save_graph`."""
+    data = np.load(directory / "graph.npz", allow_pickle=False)
+    area_ids = data["area_ids"].astype(str)
+    areas = pd.read_parquet(directory / "areas.parquet").set_index("area_id").loc[area_ids]
+    return AreaGraph(area_ids, data["edge_index"].astype(np.int64),
+                     data["edge_weight"].astype(np.float32), areas)
+
+
+def recent_history(panel: Panel, weeks: int) -> Panel:
+    """The last ``weeks`` weeks of ``panel`` (what a forecast conditions on)."""
+    keep = panel.weeks[-weeks:]
+    counts = panel.counts[panel.counts["week"] >= keep[0]].reset_index(drop=True)
+    return Panel(counts)
+
+
+def forecaster_class(model_name: str) -> type:
+    """The forecaster class registered under ``model_name`` in :mod:`crimecast.models`,
+    or a ``"package.module:Class"`` path for forecasters defined outside it."""
+    if ":" in model_name:
+        import importlib
+
+        module_name, _, class_name = model_name.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+    from crimecast.models import model_class
+
+    return model_class(model_name)
+
+
+def build_forecaster(model_name: str, params: dict[str, Any] | None = None) -> Any:
+    """A fresh, unfitted forecaster (see :func:`forecaster_class` for ``model_name``)."""
+    if ":" in model_name:
+        return forecaster_class(model_name)(**(params or {}))
+    from crimecast.models import get_model
+
+    return get_model(model_name, **(params or {}))
+
+
+def save_bundle(forecaster: Any, graph: AreaGraph, history: Panel, directory: Path) -> dict[str, str]:
+    """Write the three artifact directories into ``directory``; returns the
+    ``{artifact name: path}`` map that :func:`mlflow.pyfunc.log_model` takes."""
+    paths = {
+        "forecaster": directory / "forecaster",
+        "graph": directory / "graph",
+        "history": directory / "history",
+    }
+    paths["forecaster"].mkdir(parents=True, exist_ok=True)
+    forecaster.save(paths["forecaster"])
+    save_graph(graph, paths["graph"])
+    paths["history"].mkdir(parents=True, exist_ok=True)
+    history.counts.to_parquet(paths["history"] / "panel.parquet", index=False)
+    return {name: str(path) for name, path in paths.items()}
+
+
+def requested_horizons(model_input: pd.DataFrame | dict | list | None) -> tuple[int, ...]:
+    """The sorted unique horizons asked for: a frame/dict with a ``horizon`` column, a list
+    of ints, or nothing (= all of :data:`HORIZONS`). Raises ``ValueError`` naming bad ones."""
+    if model_input is None:
+        return HORIZONS
+    if isinstance(model_input, pd.DataFrame):
+        if "horizon" not in model_input.columns:
+            raise ValueError(f"model input needs a 'horizon' column; got columns {list(model_input.columns)}")
+        values = model_input["horizon"].tolist()
+    elif isinstance(model_input, dict):
+        values = list(np.atleast_1d(model_input.get("horizon", HORIZONS)))
+    else:
+        values = list(model_input)
+    horizons = sorted({int(h) for h in values})
+    bad = [h for h in horizons if h not in HORIZONS]
+    if bad or not horizons:
+        raise ValueError(f"horizon must be in {list(HORIZONS)}; got {bad or values}")
+    return tuple(horizons)
+
+
+class CrimecastModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc around a fitted crimecast forecaster, its graph and its recent history.
+
+    Input: a DataFrame with an int column ``horizon`` (values in 1-4).
+    Output: a DataFrame with :data:`FORECAST_COLUMNS`, one row per area x category x
+    requested horizon, forecasting from ``metadata["last_observed_week"]``.
+    """
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        self.metadata = dict(metadata)
+        self._forecaster: Any = None
+        self._graph: AreaGraph | None = None
+        self._history: Panel | None = None
+
+    def load_context(self, context: Any) -> None:
+        artifacts = context.artifacts
+        cls = forecaster_class(self.metadata["model_name"])
+        self._forecaster = cls.load(Path(artifacts["forecaster"]))
+        self._graph = load_graph(Path(artifacts["graph"]))
+        self._history = Panel(pd.read_parquet(Path(artifacts["history"]) / "panel.parquet"))
+
+    @property
+    def graph(self) -> AreaGraph:
+        if self._graph is None:
+            raise RuntimeError("model context not loaded; use mlflow.pyfunc.load_model")
+        return self._graph
+
+    @property
+    def history(self) -> Panel:
+        if self._history is None:
+            raise RuntimeError("model context not loaded; use mlflow.pyfunc.load_model")
+        return self._history
+
+    def forecast(self, horizons: tuple[int, ...] = HORIZONS) -> pd.DataFrame:
+        """The forecast table for ``horizons`` from the stored history (FORECAST_COLUMNS)."""
+        table = self._forecaster.predict(self.history, self.graph, horizons)
+        table = validate_forecast(table, f"{self.metadata['model_name']} forecast")
+        table = table[list(FORECAST_COLUMNS)].sort_values(["horizon", "category", "area_id"])
+        return table.reset_index(drop=True)
+
+    # No type hints on predict's inputs: MLflow would try to derive a schema from them;
+    # the explicit signature logged with the model is the schema.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        """``model_input``: frame with an int ``horizon`` column -> forecast table."""
+        return self.forecast(requested_horizons(model_input))

@@ -1,0 +1,87 @@
+"""Typed settings of the oversight concern, loaded from ``configs/monitoring.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crimecast.config import ConcernSettings
+from crimecast.paths import resolve
+
+
+class FeatureTest(BaseModel):
+    """One column's drift test: an Evidently stattest name and its threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: str
+    threshold: float = Field(gt=0)
+
+
+class DriftSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    method: str = "wasserstein"
+    threshold: float = Field(0.1, gt=0)
+    per_feature: dict[str, FeatureTest] = Field(default_factory=dict)
+    prediction_method: str = "wasserstein"
+    prediction_threshold: float = Field(0.1, gt=0)
+
+
+class DisparitySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    band: tuple[float, float] = (0.8, 1.25)
+    flag_area_share: float = Field(0.05, gt=0, le=1)
+    min_group_areas: int = Field(3, ge=1)
+
+    @field_validator("band")
+    @classmethod
+    def _ordered(cls, band: tuple[float, float]) -> tuple[float, float]:
+        low, high = band
+        if not 0 < low <= 1 <= high:
+            raise ValueError(f"band must satisfy 0 < low <= 1 <= high, got {list(band)}")
+        return band
+
+
+class ErrorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mae_ratio_max: float = Field(1.5, gt=1)
+    coverage80_min: float = Field(0.6, ge=0, le=1)
+
+
+class MonitoringSettings(ConcernSettings):
+    """Thresholds and locations for drift/disparity monitoring, alerts and the report."""
+
+    concern: ClassVar[str] = "monitoring"
+
+    workspace_dir: str = "workspace"
+    project_name: str = "crimecast oversight"
+    output_dir: str = "state/monitoring"
+    alerts_path: str = "state/alerts.jsonl"
+    audit_path: str = "state/audit.jsonl"
+    predlog_url: str = "sqlite:///state/predlog.db"
+    reference_weeks: int = Field(13, ge=2)
+    reference_max_rows: int = Field(20000, ge=100)
+    replay_weeks: int = Field(12, ge=1)
+    replay_model: str = "champion"
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    drift: DriftSettings = DriftSettings()
+    disparity: DisparitySettings = DisparitySettings()
+    errors: ErrorSettings = ErrorSettings()
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    suppress_below: int = Field(5, ge=1)
+    report_dir: str = "reports"
+
+    @model_validator(mode="after")
+    def _webhook_scheme(self) -> MonitoringSettings:
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url must start with http:// or https://, got {self.webhook_url!r}")
+        return self
+
+    def path(self, key: str) -> Path:
+        """A location setting (``workspace_dir``, ``output_dir``, ...) resolved against the
+        project home."""
+        return resolve(getattr(self, key))

@@ -1,0 +1,188 @@
+"""Request and response bodies of the prediction API (pydantic, published in /docs.json).
+
+Field-level rules (types, ranges) live here; rules that depend on the loaded model (known
+tract ids and categories) and on configured limits are checked by
+:func:`serving.store.ForecastStore.problems`. Both kinds of failure answer 422 with a body
+``{"error": "invalid request", "problems": [{"field": ..., "problem": ...}, ...]}``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    # Unknown fields are mistakes (a typo'd "horizen" must not silently mean the default).
+    model_config = ConfigDict(extra="forbid")
+
+
+Horizon = Field(1, ge=1, le=4, description="Weeks ahead of the last observed week (1-4).")
+CategoryField = Field(None, description="Crime category; null means all categories "
+                                        "(summed for hotspots and allocation).")
+
+
+# ---- requests --------------------------------------------------------------------------
+class ForecastRequest(_Strict):
+    area_ids: list[str] | None = Field(
+        None, description="Census tract ids; null means every tract.")
+    horizon: int = Horizon
+    category: str | None = CategoryField
+
+
+class HotspotsRequest(_Strict):
+    horizon: int = Horizon
+    category: str | None = CategoryField
+    k: int | None = Field(None, ge=1, description="Return the k tracts with the highest "
+                                                  "expected count.")
+    area_share: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="Return the densest tracts (expected count per km²) covering this share "
+                    "of the city's land area. If neither k nor area_share is given, the "
+                    "configured default share is used.")
+    format: Literal["json", "geojson"] = Field(
+        "json", description="'geojson' returns a FeatureCollection of simplified tract "
+                            "polygons for map layers.")
+
+
+class AllocateRequest(_Strict):
+    units: int = Field(..., ge=1, description="Number of patrol units or outreach slots.")
+    kind: Literal["patrol", "outreach"] = Field(
+        "patrol", description="patrol: units follow forecast risk. outreach: units follow "
+                              "risk weighted by the tract's poverty share.")
+    horizon: int = Horizon
+    category: str | None = CategoryField
+    cap: bool = Field(True, description="Keep every demographic group's share of units "
+                                        "within cap_ratio of its share of forecast risk.")
+    cap_ratio: float | None = Field(
+        None, ge=1.0, le=100.0,
+        description="Allowed ratio (>= 1); null means the configured default.")
+
+
+class OutcomeRow(_Strict):
+    week: date = Field(..., description="Monday of the observed week (not in the future).")
+    area_id: str
+    category: str
+    count: int = Field(..., ge=0, le=1_000_000)
+
+
+class OutcomesRequest(_Strict):
+    outcomes: list[OutcomeRow] = Field(..., min_length=1)
+
+
+class EmptyRequest(_Strict):
+    """No parameters."""
+
+
+# ---- responses -------------------------------------------------------------------------
+class ForecastRow(BaseModel):
+    area_id: str
+    category: str
+    week: date
+    horizon: int
+    mean: float = Field(description="Expected count.")
+    lower_80: float
+    upper_80: float
+    lower_95: float
+    upper_95: float
+
+
+class ForecastResponse(BaseModel):
+    model_version: str
+    data_week: date = Field(description="Last observed week the model saw.")
+    target_week: date
+    horizon: int
+    forecasts: list[ForecastRow]
+
+
+class Hotspot(BaseModel):
+    rank: int
+    area_id: str
+    expected_count: float
+    density_per_km2: float | None
+    land_area_km2: float | None
+    group: str | None
+
+
+class Feature(BaseModel):
+    type: Literal["Feature"] = "Feature"
+    id: str
+    geometry: dict[str, Any] | None
+    properties: Hotspot
+
+
+class HotspotsResponse(BaseModel):
+    """Hotspots as a list (``format: json``) or, for ``format: geojson``, as a GeoJSON
+    FeatureCollection (``type`` + ``features``, the other fields being foreign members)
+    of simplified tract polygons. Fields of the other format are null."""
+
+    type: Literal["FeatureCollection"] | None = None
+    features: list[Feature] | None = None
+    model_version: str
+    data_week: date
+    target_week: date
+    horizon: int
+    category: str = Field(description="The category, or 'all'.")
+    selection: Literal["k", "area_share"]
+    area_share_covered: float
+    expected_share_captured: float = Field(
+        description="Share of the city's expected count inside the hotspots.")
+    hotspots: list[Hotspot] | None = None
+
+
+class AreaUnits(BaseModel):
+    area_id: str
+    group: str
+    expected_count: float
+    weight: float
+    units: int
+
+
+class GroupShare(BaseModel):
+    group: str
+    risk_share: float
+    units: int
+    unit_share: float
+    ratio: float | None = Field(description="unit_share / risk_share.")
+    capped: bool
+
+
+class AllocateResponse(BaseModel):
+    model_version: str
+    data_week: date
+    target_week: date
+    horizon: int
+    category: str
+    kind: Literal["patrol", "outreach"]
+    units: int
+    cap_ratio: float | None
+    weighting: str
+    allocations: list[AreaUnits] = Field(description="Tracts that received units.")
+    groups: list[GroupShare]
+
+
+class OutcomesResponse(BaseModel):
+    written: int
+    weeks: list[date]
+
+
+class ModelResponse(BaseModel):
+    model_name: str
+    version: str
+    alias: str
+    data_version: str | None
+    last_observed_week: date
+    trained_at: str | None
+    backtest_metrics: dict[str, Any]
+    loaded_at: datetime
+    areas: int
+    categories: list[str]
+    horizons: list[int]
+
+
+class ReloadResponse(BaseModel):
+    previous_version: str | None
+    version: str
+    changed: bool

@@ -1,0 +1,164 @@
+"""The crimecast prediction service (BentoML 1.4).
+
+    bentoml serve serving.service:CrimecastService --host 127.0.0.1 --port 3000
+    # or: crimecast serve
+
+Endpoints (POST, JSON; schemas in /docs.json; all need ``X-API-Key``):
+``/forecast``, ``/hotspots``, ``/allocate``, ``/outcomes``, ``/model``, ``/reload`` (admin).
+``/healthz``, ``/livez``, ``/readyz`` stay open; ``/readyz`` is 503 until a model is loaded.
+
+The service loads ``models:/<registered_model>@champion`` once, computes its whole
+forecast table once, and answers every request from that table
+(:class:`serving.store.ForecastStore`). Keys, limits, validation and the prediction log sit
+in the ASGI gateway (:mod:`serving.gateway`) in front of the handlers, so each handler
+is only the lookup. Handlers never call each other through ``self`` (that would go through
+HTTP in BentoML 1.4 and miss the key): shared logic lives in plain methods of the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+
+from serving.gateway import SCOPE_KEY, Gateway
+from serving.predlog import Outcome
+from serving.runtime import NoChampion, Runtime
+from serving.schemas import (
+    AllocateRequest,
+    AllocateResponse,
+    EmptyRequest,
+    ForecastRequest,
+    ForecastResponse,
+    HotspotsRequest,
+    HotspotsResponse,
+    ModelResponse,
+    OutcomesRequest,
+    OutcomesResponse,
+    ReloadResponse,
+)
+from serving.settings import ServingSettings
+from serving.store import ForecastStore
+
+log = logging.getLogger("crimecast.serving")
+
+SETTINGS = ServingSettings.load()
+# Filled by the service instance at startup; the gateway reads it (same worker process).
+RUNTIME: list[Runtime] = []
+
+
+class ServiceUnavailable(bentoml.exceptions.BentoMLException):
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def _request_info(ctx: bentoml.Context) -> dict[str, Any]:
+    """The gateway's per-request record (request id, key name, parsed request); the
+    handler adds the model version and a response summary for the prediction log."""
+    return ctx.request.scope.setdefault(SCOPE_KEY, {})
+
+
+@bentoml.service(
+    name="crimecast",
+    workers=SETTINGS.workers,
+    http={"host": SETTINGS.host, "port": SETTINGS.port},
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+    metrics={"enabled": SETTINGS.metrics},
+)
+class CrimecastService:
+    """Weekly crime forecasts per census tract, hotspots and allocations."""
+
+    def __init__(self) -> None:
+        runtime = Runtime(SETTINGS)
+        runtime.start()
+        RUNTIME[:] = [runtime]
+        self.runtime = runtime
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.store is not None
+
+    @bentoml.on_shutdown
+    def _close(self) -> None:
+        self.runtime.stop()
+
+    def _store(self, ctx: bentoml.Context) -> tuple[ForecastStore, dict[str, Any]]:
+        # Take the reference once: a reload swapping it mid-request does not matter.
+        store = self.runtime.store
+        if store is None:
+            raise ServiceUnavailable("no model is loaded yet")
+        info = _request_info(ctx)
+        info["model_version"] = store.card.version
+        return store, info
+
+    @bentoml.api
+    async def forecast(self, request: ForecastRequest, /, ctx: bentoml.Context) -> ForecastResponse:
+        """Expected counts with 80 % and 95 % intervals per tract and category for one
+        horizon (1-4 weeks after the last observed week)."""
+        store, info = self._store(ctx)
+        answer = store.forecast(request)
+        info["summary"] = {"rows": len(answer.forecasts), "target_week": str(answer.target_week)}
+        return answer
+
+    @bentoml.api
+    async def hotspots(self, request: HotspotsRequest, /, ctx: bentoml.Context
+                       ) -> HotspotsResponse:
+        """The highest-risk tracts: top k by expected count, or the densest tracts covering
+        a share of the land area; ``format: geojson`` for a map layer."""
+        store, info = self._store(ctx)
+        answer = store.hotspots(request)
+        ids = [f.id for f in answer.features or []] + [h.area_id for h in answer.hotspots or []]
+        info["summary"] = {"area_ids": ids, "horizon": request.horizon,
+                           "category": request.category}
+        return answer
+
+    @bentoml.api
+    async def allocate(self, request: AllocateRequest, /, ctx: bentoml.Context) -> AllocateResponse:
+        """Split N patrol units or outreach slots across tracts (largest remainder), with an
+        optional cap on each demographic group's share relative to its share of risk."""
+        store, info = self._store(ctx)
+        answer = store.allocate(request)
+        info["summary"] = {"kind": request.kind, "units": {a.area_id: a.units
+                                                           for a in answer.allocations},
+                           "cap_ratio": answer.cap_ratio}
+        return answer
+
+    @bentoml.api
+    async def outcomes(self, request: OutcomesRequest, /, ctx: bentoml.Context) -> OutcomesResponse:
+        """Record observed counts for past weeks (idempotent: re-posting replaces)."""
+        store, info = self._store(ctx)
+        assert self.runtime.predlog is not None
+        rows = [Outcome(week=o.week, area_id=o.area_id, category=o.category, count=o.count)
+                for o in request.outcomes]
+        written = await asyncio.wrap_future(
+            self.runtime.predlog.upsert_outcomes(rows, info.get("key_name")))
+        weeks = sorted({o.week for o in request.outcomes})
+        info["summary"] = {"written": written, "weeks": [str(w) for w in weeks]}
+        return OutcomesResponse(written=written, weeks=weeks)
+
+    @bentoml.api
+    async def model(self, request: EmptyRequest, /, ctx: bentoml.Context) -> ModelResponse:
+        """The served model version, its alias, training data version and backtest metrics."""
+        store, info = self._store(ctx)
+        info["summary"] = {"version": store.card.version}
+        return store.model_response()
+
+    @bentoml.api
+    async def reload(self, request: EmptyRequest, /, ctx: bentoml.Context) -> ReloadResponse:
+        """(admin) Load the version the alias points to now, if it changed; requests keep
+        being answered by the current version until the new one is ready."""
+        info = _request_info(ctx)
+        try:
+            result = await self.runtime.reload_async()
+        except NoChampion as exc:
+            raise ServiceUnavailable(str(exc)) from None
+        info["model_version"] = result.version
+        info["summary"] = {"previous_version": result.previous_version,
+                           "version": result.version, "changed": result.changed}
+        return ReloadResponse(previous_version=result.previous_version, version=result.version,
+                              changed=result.changed)
+
+
+CrimecastService.add_asgi_middleware(Gateway, runtime=RUNTIME)

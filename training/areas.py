@@ -1,0 +1,24 @@
+"""Pipeline stage ``areas``: tract polygons + demographics in data/ →
+artifacts/areas.parquet (GeoParquet with group labels). Usage: ``python -m training.areas``."""
+
+from __future__ import annotations
+
+import argparse
+
+from crimecast.areas import run_areas
+from crimecast.contracts import ARTIFACTS
+from crimecast.sources.base import DataSettings
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    settings = DataSettings.load()
+    areas = run_areas(settings)
+    counts = areas["group"].value_counts().to_dict()
+    print(f"areas ({settings.source}): {len(areas)} areas, groups by '{settings.groups.rule}': "
+          f"{counts}, {int(areas['low_population'].sum())} below the population floor")
+    print(f"  wrote {ARTIFACTS.areas}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Stage ``train``: fit the configured model, log it to MLflow, register it as @challenger.
+
+Reads artifacts/panel.parquet, graph.npz, areas.parquet, the model's hyperparameters from
+configs/models.yaml overlaid with artifacts/best_params.json (when it was tuned for the
+same model), and writes artifacts/train_run.json (run id, registered version, metrics).
+
+    python -m training.train [--model gnn] [--actor NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
+from crimecast.io import write_json
+from crimecast.paths import resolve
+
+BEST_PARAMS = Path("artifacts/best_params.json")
+TRAIN_RUN = Path("artifacts/train_run.json")
+
+
+def model_params(model: str, best_params_path: Path | None = None) -> tuple[dict[str, Any], str]:
+    """Hyperparameters for ``model``: configs/models.yaml overlaid with the tuned ones in
+    ``best_params_path`` when they were tuned for this model. Returns (params, source)."""
+    from crimecast.models import ModelsSettings
+
+    params = ModelsSettings.load().params_for(model)
+    path = resolve(best_params_path or BEST_PARAMS)
+    if path.exists():
+        best = json.loads(path.read_text())
+        if best.get("model") == model and best.get("params"):
+            return {**params, **best["params"]}, f"configs/models.yaml + {path.name}"
+    return params, "configs/models.yaml"
+
+
+def run(model: str | None = None, actor: str | None = None,
+        best_params_path: Path | None = None, output: Path | None = None) -> dict[str, Any]:
+    """Train, log, register; write and return the train_run.json payload."""
+    from crimecast.models import ModelsSettings
+    from crimecast.tracking import train_and_register
+
+    model = model or ModelsSettings.load().default_model
+    params, source = model_params(model, best_params_path)
+    panel, graph = Panel.load(), AreaGraph.load()
+    result = train_and_register(model, panel, graph, params, actor=actor,
+                                extra_tags={"params.source": source})
+    payload = {**result.as_dict(), "params_source": source}
+    write_json(resolve(output or TRAIN_RUN), payload)
+    return payload
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model name (default: models.yaml default_model)")
+    parser.add_argument("--actor", default=None, help="who trains (default: $USER)")
+    args = parser.parse_args(argv)
+    payload = run(args.model, args.actor)
+    print(f"registered {payload['model_name']} as version {payload['version']} (@challenger), "
+          f"run {payload['run_id']}; wrote {resolve(TRAIN_RUN)}")
+
+
+if __name__ == "__main__":
+    main()
