@@ -174,12 +174,19 @@ def lag_features(counts: np.ndarray, weeks: pd.DatetimeIndex, spec: FeatureSpec 
             names += [f"{label}_{c}" for c in categories]
 
     if spec.seasonal:
-        angle = 2 * np.pi * (weeks.isocalendar().week.to_numpy(dtype=np.float64) - 1) / 52.18
-        season = np.stack([np.sin(angle), np.cos(angle)], axis=-1).astype(np.float32)
+        season = week_of_year_circle(weeks).astype(np.float32)
         blocks.append(np.broadcast_to(season[None], (n_areas, n_weeks, 2)))
         names += ["woy_sin", "woy_cos"]
 
     return np.concatenate(blocks, axis=2).astype(np.float32, copy=False), names
+
+
+def week_of_year_circle(weeks: pd.DatetimeIndex) -> np.ndarray:
+    """``[weeks, 2]`` sin/cos of the ISO week of year (week 1 at angle 0): the seasonal
+    features of :func:`lag_features`; models use it for target weeks too."""
+    angle = 2 * np.pi * (pd.DatetimeIndex(weeks).isocalendar().week.to_numpy(dtype=np.float64)
+                         - 1) / 52.18
+    return np.stack([np.sin(angle), np.cos(angle)], axis=-1)
 
 
 def _rolling_means(values: np.ndarray, windows: tuple[int, ...]) -> dict[int, np.ndarray]:
@@ -258,7 +265,7 @@ def rolling_origin_splits(weeks: pd.DatetimeIndex, spec: SplitSpec | None = None
     if not validation or validation[0] <= first_train:
         raise ValueError(f"panel has {n} weeks: too few for {spec.validation_origins} "
                          f"validation origins after {feature_spec.min_history} weeks of history")
-    iso = lambda idx: [weeks[i].date().isoformat() for i in idx]  # noqa: E731
+    iso = lambda idx: [weeks[i].date().isoformat() for i in idx]
     outages = pd.DatetimeIndex(outage_weeks if outage_weeks is not None else [])
     return {
         "horizons": list(spec.horizons),

@@ -188,9 +188,8 @@ def graph_summary(edge_index: np.ndarray, num_nodes: int) -> dict[str, Any]:
 def save_graph(path: str | Path, area_ids: np.ndarray, edge_index: np.ndarray,
                edge_weight: np.ndarray) -> Path:
     """Write ``graph.npz`` atomically (area_ids as a unicode array: no pickle needed)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, area_ids=np.asarray(area_ids, dtype=str),
-                     edge_index=edge_index.astype(np.int64),
-                     edge_weight=edge_weight.astype(np.float32))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, area_ids=np.asarray(area_ids, dtype=str),
+                 edge_index=edge_index.astype(np.int64),
+                 edge_weight=edge_weight.astype(np.float32))
     return Path(path)

@@ -14,7 +14,6 @@ anything.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +25,15 @@ import shapely
 
 from crimecast.config import ConfigError
 from crimecast.contracts import ARTIFACTS, CATEGORIES, ContractError
-from crimecast.io import atomic_path, write_json, write_parquet
+from crimecast.io import write_gzip, write_json, write_parquet
 from crimecast.quality import daily_counts, detect_outages
-from crimecast.sources.base import RAW_INCIDENT_COLUMNS, DataSettings, Source, get_source, require_columns
+from crimecast.sources.base import (
+    RAW_INCIDENT_COLUMNS,
+    DataSettings,
+    Source,
+    get_source,
+    require_columns,
+)
 
 REASONS: tuple[str, ...] = (
     "missing_source_key",
@@ -272,7 +277,7 @@ def build_report(incidents: pd.DataFrame, quarantine: pd.DataFrame, rows_read: i
         "incidents_by_year": {str(y): int(v) for y, v in years.value_counts().sort_index().items()},
         "first_day": _day(incidents["occurred_at"].min()),
         "last_day": _day(incidents["occurred_at"].max()),
-        "areas": int(len(areas)),
+        "areas": len(areas),
         "areas_with_incidents": int(incidents["area_id"].nunique()),
         **outages,
     }
@@ -284,10 +289,7 @@ def _day(value: Any) -> str | None:
 
 def write_quarantine(target: Path, quarantine: pd.DataFrame) -> Path:
     """Gzip CSV with mtime=0, so equal content gives equal bytes (stable DVC hashes)."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-            gz.write(quarantine.to_csv(index=False).encode())
-    return target
+    return write_gzip(target, quarantine.to_csv(index=False).encode())
 
 
 def run_ingest(settings: DataSettings | None = None, source: Source | None = None,

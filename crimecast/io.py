@@ -56,3 +56,14 @@ def write_csv(target: str | Path, frame: pd.DataFrame) -> Path:
         compression = "gzip" if str(target).endswith(".gz") else None
         frame.to_csv(tmp, index=False, compression=compression)
     return Path(target)
+
+
+def write_gzip(target: str | Path, data: bytes) -> Path:
+    """gzip with ``mtime=0`` and no embedded file name: equal content gives equal bytes,
+    so DVC hashes of gzipped outputs are stable across runs and machines."""
+    import gzip
+
+    with (atomic_path(target) as tmp, open(tmp, "wb") as raw,
+          gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz):
+        gz.write(data)
+    return Path(target)

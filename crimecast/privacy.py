@@ -44,7 +44,7 @@ SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
     re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@\"']+:[^/\s:@\"']+@"),  # user:password@host
+    re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@\"'\x00]+:[^/\s:@\"'\x00]+@"),  # user:password@host
 )
 # One alternation of every pattern: a single pass finds the few values worth a closer look.
 ANY_LEAK = re.compile("|".join(
@@ -136,12 +136,17 @@ def _scan_parquet(path: Path, keys: Collection[str], limit: int) -> list[Finding
             findings += [Finding(path, f"column {name}", "source_key", mask(v))
                          for v in hits.head(limit)]
             continue
-        suspicious = values[values.str.contains(ANY_LEAK, regex=True)]
-        for value in suspicious.head(limit):
-            findings += [Finding(path, f"column {name}", kind, mask(match))
-                         for kind, match in scan_text(value)]
+        # One regex pass over all distinct values joined by NUL (no pattern matches NUL),
+        # far faster than a search per value on a 1.5 M-row column.
+        joined = "\x00".join(values.tolist())
+        for match in ANY_LEAK.finditer(joined):
+            findings += [Finding(path, f"column {name}", kind, mask(text))
+                         for kind, text in scan_text(match.group(0))]
+            if len(findings) >= limit:
+                break
         if keys:
-            hits = values[values.map(_normal_key).isin(keys)]
+            dotted = values[values.str.contains(".", regex=False)]
+            hits = pd.concat([values[values.isin(keys)], dotted[dotted.map(_normal_key).isin(keys)]])
             findings += [Finding(path, f"column {name}", "source_key", mask(v))
                          for v in hits.head(limit)]
     return findings[:limit]

@@ -22,7 +22,6 @@ without geometry), ``history/panel.parquet`` (the recent panel).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,6 @@ import numpy as np
 import pandas as pd
 
 from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
-
-# MLflow nags about type hints on PythonModel.predict at class creation; the logged
-# signature is the schema here (a frame with an int ``horizon`` column).
-warnings.filterwarnings("ignore", message=r".*type hint", category=UserWarning)
 
 
 def save_graph(graph: AreaGraph, directory: Path) -> Path:
@@ -130,6 +125,10 @@ class CrimecastModel(mlflow.pyfunc.PythonModel):
     Output: a DataFrame with :data:`FORECAST_COLUMNS`, one row per area x category x
     requested horizon, forecasting from ``metadata["last_observed_week"]``.
     """
+
+    # The logged signature is the schema (a frame with an int ``horizon`` column); skip
+    # MLflow's type-hint-based validation, which only warns about our untyped predict.
+    _skip_type_hint_validation = True
 
     def __init__(self, metadata: dict[str, Any]) -> None:
         self.metadata = dict(metadata)

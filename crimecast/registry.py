@@ -9,7 +9,8 @@ current data, so neither sees the future) and moves ``@champion`` only if
 
 1. Poisson deviance is not worse than the champion's (``deviance_tolerance``),
 2. PAI at ``pai_area_share`` of land area is not worse (``pai_tolerance``), and
-3. for every group and every disparity ratio, the challenger's ratio is inside
+3. for every group (with at least ``min_group_areas`` areas) and every ratio in
+   ``disparity_kinds`` (default: flag rate per true incident), the challenger's ratio is inside
    ``disparity_band`` (default 0.8-1.25) or is not further from parity than the champion's
    by more than ``disparity_margin`` (distance = ``|ln ratio|``, so 0.8 and 1.25 are equally
    far from 1).
@@ -62,7 +63,9 @@ class PromotionSettings(ConcernSettings):
     pai_tolerance: float = 0.0
     pai_area_share: float = 0.05
     disparity_band: tuple[float, float] = (0.8, 1.25)
-    disparity_margin: float = 0.05
+    disparity_margin: float = 0.10
+    disparity_kinds: list[str] = ["flag_rate_per_incident"]
+    min_group_areas: int = 5
     baselines: list[str] = ["historical_average", "seasonal_naive"]
 
     @field_validator("disparity_band")
@@ -255,9 +258,11 @@ def gate_scores(summary: dict[str, Any], settings: PromotionSettings) -> dict[st
 
 
 def gate(challenger: dict[str, Any], reference: dict[str, Any],
-         settings: PromotionSettings) -> GateResult:
+         settings: PromotionSettings, group_sizes: dict[str, int] | None = None) -> GateResult:
     """Decide whether ``challenger`` may replace ``reference`` (both from
-    :func:`gate_scores`). Pure function of the two score dicts and the settings."""
+    :func:`gate_scores`). ``group_sizes`` (areas per group) exempts groups with fewer than
+    ``settings.min_group_areas`` areas from the disparity checks: their ratios rest on a
+    handful of flags and swing from 0 to several-fold by chance. Pure function."""
     checks: list[dict[str, Any]] = []
     dev_c, dev_r = challenger["poisson_deviance"], reference["poisson_deviance"]
     limit = dev_r * (1 + settings.deviance_tolerance)
@@ -269,10 +274,19 @@ def gate(challenger: dict[str, Any], reference: dict[str, Any],
                    "reference": pai_r, "limit": floor, "passed": bool(pai_c >= floor - 1e-12)})
     low, high = settings.disparity_band
     for key in sorted(challenger["disparity"]):
+        if key.split("/", 1)[0] not in settings.disparity_kinds:
+            continue
         ratio_c = challenger["disparity"][key]
         ratio_r = reference["disparity"].get(key)
         if ratio_c is None or not math.isfinite(ratio_c):
             continue  # no incidents or residents in this group: nothing to compare
+        group = key.split("/", 1)[-1]
+        if group_sizes is not None and group_sizes.get(group, 0) < settings.min_group_areas:
+            checks.append({"check": f"disparity:{key}", "challenger": ratio_c,
+                           "reference": ratio_r, "passed": True,
+                           "note": f"exempt: {group_sizes.get(group, 0)} areas < "
+                                   f"min_group_areas {settings.min_group_areas}"})
+            continue
         in_band = low <= ratio_c <= high
         distance_c = _parity_distance(ratio_c)
         distance_r = _parity_distance(ratio_r) if ratio_r is not None else None
@@ -296,6 +310,11 @@ def gate(challenger: dict[str, Any], reference: dict[str, Any],
             parts.append(f"{c['check']} {c['challenger']:.4f} vs reference "
                          f"{c['reference']:.4f} (limit {c['limit']:.4f})")
     return GateResult(False, "refused: " + "; ".join(parts), checks)
+
+
+def group_sizes(graph: AreaGraph) -> dict[str, int]:
+    """Areas per demographic group (``graph.areas["group"]``)."""
+    return {str(g): int(n) for g, n in graph.areas["group"].value_counts().items()}
 
 
 def _parity_distance(ratio: float) -> float:
@@ -348,7 +367,7 @@ def promote(panel: Panel, graph: AreaGraph, *, actor: str | None = None,
     if champion == challenger:
         verdict = GateResult(False, f"refused: v{challenger} already holds @{CHAMPION}")
     else:
-        verdict = gate(challenger_scores, reference_scores, settings)
+        verdict = gate(challenger_scores, reference_scores, settings, group_sizes(graph))
     changes = []
     if verdict.promote:
         changes.append(_move_alias(client, model, CHAMPION, challenger, champion))

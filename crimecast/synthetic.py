@@ -159,7 +159,7 @@ class SyntheticCity:
         recovers ``area_id``)."""
         rng = np.random.default_rng(self.settings.seed + 1 if seed is None else seed)
         flat = self.counts.reshape(-1).astype(np.int64)
-        n_areas, n_weeks, n_cats = self.counts.shape
+        _, n_weeks, n_cats = self.counts.shape
         cell = np.repeat(np.arange(flat.size), flat)
         area_idx, rest = np.divmod(cell, n_weeks * n_cats)
         week_idx, cat_idx = np.divmod(rest, n_cats)
@@ -300,7 +300,7 @@ def generate_city(n_areas: int | None = None, n_weeks: int | None = None,
     rng = np.random.default_rng(cfg.seed)
 
     cells_km, points_km = _tessellate(cfg.n_areas, cfg.area_km2, rng)
-    extent = np.array(shapely.bounds(shapely.union_all(shapely.envelope(cells_km)))[2:])
+    extent = shapely.total_bounds(cells_km)[2:]
     cell_km2 = shapely.area(cells_km)
     centre = extent / 2
     polygons = shapely.transform(cells_km, lambda c: np.column_stack([
@@ -325,7 +325,7 @@ def generate_city(n_areas: int | None = None, n_weeks: int | None = None,
     neighbours = _row_normalised(edge_index, cfg.n_areas)
 
     # Background rate per area and category: covariates + spatially smooth residual.
-    z = lambda v: (v - v.mean()) / (v.std() + 1e-12)  # noqa: E731
+    z = lambda v: (v - v.mean()) / (v.std() + 1e-12)
     density = np.log1p(cov["population"].to_numpy() / np.maximum(cell_km2, 1e-3))
     log_rel = (cfg.poverty_effect * z(cov["pct_poverty"].to_numpy())
                + cfg.density_effect * z(density)

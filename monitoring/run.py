@@ -62,6 +62,26 @@ def monitored_weeks(panel: Panel, num_weeks: int, reference_weeks: int
     return usable[-num_weeks:], usable[-(num_weeks + reference_weeks):-num_weeks]
 
 
+def champion_version() -> tuple[str | None, str]:
+    """The registry's ``@champion`` version (None when there is none) and why not.
+
+    An embedded SQLite store that does not exist yet means no champion; it is not created
+    just to ask (monitoring only reads the registry).
+    """
+    from crimecast.tracking import TrackingSettings
+
+    uri = TrackingSettings.load().resolved_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return None, f"no tracking store at {uri}"
+    try:
+        from crimecast import registry
+
+        version = registry.resolve_alias("champion")
+    except Exception as exc:  # an unreachable tracking server must not stop monitoring
+        return None, f"registry unavailable: {exc}"
+    return version, "" if version else "no @champion registered"
+
+
 def forecaster_factory(name: str) -> tuple[Callable[[], Any], str]:
     """Builder of an unfitted crimecast model, and a label saying which model it is.
 
@@ -72,17 +92,11 @@ def forecaster_factory(name: str) -> tuple[Callable[[], Any], str]:
     from crimecast.models import get_model
 
     if name == "champion":
-        try:
-            from crimecast import registry
-
-            version = registry.resolve_alias("champion")
-        except Exception as exc:  # no tracking store yet is a normal first-run state
-            version = None
-            reason = f"registry unavailable: {exc}"
-        else:
-            reason = "no @champion registered"
+        version, reason = champion_version()
         if version is None:
             return (lambda: get_model("historical_average")), f"historical_average ({reason})"
+        from crimecast import registry
+
         try:
             model_name, params = registry.model_spec(version)
         except Exception as exc:  # e.g. a version logged without model_params.json
@@ -178,10 +192,13 @@ def monitor(panel: Panel, graph: AreaGraph, settings: MonitoringSettings, *,
     if workspace is not None:
         workspace.save(sorted(window_groups["group"].astype(str)), input_columns(current))
     summary = _summary(weekly, window_groups, current, reference, settings, source_used, model)
-    # A full (preset) Evidently report of the latest week, for humans to read as HTML.
-    latest = current[current["week"] == weeks[-1]]
-    snapshot, _ = drift.drift_report(latest, reference_sample, settings.drift,
-                                     timestamp=pd.Timestamp(weeks[-1]).to_pydatetime(), full=True)
+    snapshot = None
+    if settings.html_report:
+        # A full (preset) Evidently report of the latest week, for humans to read as HTML.
+        latest = current[current["week"] == weeks[-1]]
+        snapshot, _ = drift.drift_report(latest, reference_sample, settings.drift,
+                                         timestamp=pd.Timestamp(weeks[-1]).to_pydatetime(),
+                                         full=True)
     return MonitoringResult(weekly, groups, window_groups, current, summary, snapshot)
 
 

@@ -67,6 +67,7 @@ class MonitoringSettings(ConcernSettings):
     replay_model: str = "champion"
     seed: int = 0
     workers: int = Field(2, ge=1)
+    html_report: bool = True
     drift: DriftSettings = DriftSettings()
     disparity: DisparitySettings = DisparitySettings()
     errors: ErrorSettings = ErrorSettings()

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from crimecast.io import atomic_path
+from crimecast.io import atomic_path, write_gzip
 from crimecast.sources.philadelphia import INCIDENT_SCHEMA, write_incident_table
 
 INCIDENTS_FILE = "phl_incidents_part1_part2_2016_2025.csv.gz"
@@ -53,13 +53,6 @@ def read_incidents(path: Path) -> pa.Table:
     return table.select(list(KEPT_COLUMNS))
 
 
-def gzip_deterministic(data: bytes, target: Path) -> None:
-    """gzip with mtime=0 and no file name, so the bytes depend only on the content."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-            gz.write(data)
-
-
 def describe(path: Path) -> dict[str, object]:
     return {"bytes": path.stat().st_size, "md5": hashlib.md5(path.read_bytes()).hexdigest()}
 
@@ -74,9 +67,9 @@ def main() -> None:
     started = time.perf_counter()
     table = read_incidents(args.source / INCIDENTS_FILE)
     write_incident_table(table, args.out / "incidents.parquet")
-    gzip_deterministic((args.source / TRACTS_FILE).read_bytes(), args.out / "tracts.geojson.gz")
-    gzip_deterministic(gzip.decompress((args.source / DEMOGRAPHICS_FILE).read_bytes()),
-                       args.out / "demographics.csv.gz")
+    write_gzip(args.out / "tracts.geojson.gz", (args.source / TRACTS_FILE).read_bytes())
+    write_gzip(args.out / "demographics.csv.gz",
+               gzip.decompress((args.source / DEMOGRAPHICS_FILE).read_bytes()))
     elapsed = time.perf_counter() - started
 
     dates = table.column("dispatch_date")

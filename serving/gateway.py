@@ -19,8 +19,8 @@ task and stream per request.
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,7 +83,7 @@ class Gateway:
     async def _guarded(self, runtime: Runtime, scope: dict[str, Any], receive: Any,
                        send: Any) -> None:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # 128 random bits, like uuid4, cheaper
         path = scope["path"]
         endpoint, schema, admin_only = ENDPOINTS.get(path, (path.strip("/") or "/", None, False))
         headers = dict(scope["headers"])

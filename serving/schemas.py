@@ -38,7 +38,7 @@ class HotspotsRequest(_Strict):
     k: int | None = Field(None, ge=1, description="Return the k tracts with the highest "
                                                   "expected count.")
     area_share: float | None = Field(
-        None, gt=0.0, le=1.0,
+        None, ge=1e-6, le=1.0,  # ge, not gt: BentoML's OpenAPI 3.0 needs a boolean exclusiveMinimum
         description="Return the densest tracts (expected count per km²) covering this share "
                     "of the city's land area. If neither k nor area_share is given, the "
                     "configured default share is used.")

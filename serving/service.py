@@ -24,7 +24,7 @@ from typing import Any
 
 import bentoml
 
-from serving.gateway import SCOPE_KEY, Gateway
+from serving.gateway import ENDPOINTS, SCOPE_KEY, Gateway
 from serving.predlog import Outcome
 from serving.runtime import NoChampion, Runtime
 from serving.schemas import (
@@ -67,6 +67,9 @@ def _request_info(ctx: bentoml.Context) -> dict[str, Any]:
     traffic={"timeout": 60},
     logging={"access": {"enabled": SETTINGS.access_log}},
     metrics={"enabled": SETTINGS.metrics},
+    # Without an exporter the per-request OpenTelemetry spans only cost CPU; the gateway's
+    # X-Request-ID and the prediction log identify requests instead.
+    tracing={} if SETTINGS.tracing else {"excluded_urls": list(ENDPOINTS)},
 )
 class CrimecastService:
     """Weekly crime forecasts per census tract, hotspots and allocations."""

@@ -65,6 +65,7 @@ class ServingSettings(ConcernSettings):
     areas_path: str = "artifacts/areas.parquet"
     access_log: bool = False
     metrics: bool = False
+    tracing: bool = False
     keys: KeySettings = KeySettings()
     limits: LimitSettings = LimitSettings()
     predlog: PredlogSettings = PredlogSettings()

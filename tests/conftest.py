@@ -50,7 +50,7 @@ class SyntheticProject:
 
         import pandas as pd
 
-        from crimecast.contracts import ArtifactPaths, AreaGraph, Panel
+        from crimecast.contracts import AreaGraph, ArtifactPaths, Panel
         from crimecast.synthetic import generate_city, save_city_artifacts
 
         self.home = home

@@ -124,3 +124,21 @@ def test_feature_table_matches_lag_features_for_the_synthetic_city(synthetic_cit
     assert list(features.columns) == ["area_id", "week", *names]
     assert len(features) == synthetic_city.graph.num_nodes * len(synthetic_city.panel.weeks)
     assert np.isfinite(features[names].to_numpy()).all()
+
+
+def test_graph_and_features_stages_rebuild_the_fixture_artifacts(synthetic_project):
+    import json
+
+    from crimecast.contracts import ARTIFACTS, Panel
+    from training import features as features_stage
+    from training import graph as graph_stage
+
+    assert ARTIFACTS.panel == synthetic_project / "artifacts" / "panel.parquet"
+    before = json.loads(ARTIFACTS.splits.read_text())
+    ARTIFACTS.graph.unlink()
+    ARTIFACTS.splits.unlink()
+    summary = graph_stage.run()
+    assert summary["components"] == 1 and summary["num_nodes"] == AreaGraph.load().num_nodes
+    table, splits = features_stage.run()
+    assert splits == before == json.loads(ARTIFACTS.splits.read_text())
+    assert len(table) == len(Panel.load().weeks) * summary["num_nodes"]

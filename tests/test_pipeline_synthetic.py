@@ -58,7 +58,7 @@ def test_last_week_raises_this_weeks_intensity():
 
 
 def test_reporting_bias_scales_recorded_counts_for_one_group():
-    kwargs = dict(n_areas=120, n_weeks=60, seed=9)
+    kwargs = {"n_areas": 120, "n_weeks": 60, "seed": 9}
     fair = generate_city(**kwargs)
     group = fair.areas["group"].value_counts().index[0]
     biased = generate_city(**kwargs, bias_group=group, bias_factor=0.5)

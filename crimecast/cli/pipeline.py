@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -47,8 +48,12 @@ def pipeline(
     command = repro_command(stage, force, dry)
     typer.echo(f"$ dvc {' '.join(command[3:])}   (in {home})")
     started = time.monotonic()
+    # Stages run `python -m training.<stage>`: put this interpreter's bin first on PATH so
+    # they run in the same environment even when the virtualenv is not activated.
+    env = {**os.environ, "PATH": os.pathsep.join(
+        [os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
     # Inherit stdout/stderr so DVC's own progress streams straight to the terminal.
-    result = subprocess.run(command, cwd=home, check=False)
+    result = subprocess.run(command, cwd=home, env=env, check=False)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         typer.secho(f"pipeline failed after {elapsed:.1f} s (dvc exit code {result.returncode})",

@@ -75,7 +75,6 @@ class ModelsSettings(ConcernSettings):
 
     concern: ClassVar[str] = "models"
     default_model: str = "gnn"
-    seed: int = 0
     historical_average: dict[str, Any] = Field(default_factory=dict)
     seasonal_naive: dict[str, Any] = Field(default_factory=dict)
     lightgbm_poisson: dict[str, Any] = Field(default_factory=dict)
@@ -98,5 +97,15 @@ def configured_model(name: str, settings: ModelsSettings | None = None,
     return get_model(name, **{**settings.params_for(name), **overrides})
 
 
-__all__ = ["MODEL_NAMES", "BASELINE_NAMES", "Forecaster", "ModelError", "ModelsSettings",
-           "BacktestSettings", "configured_model", "get_model", "load_model", "model_class"]
+__all__ = [
+    "BASELINE_NAMES",
+    "MODEL_NAMES",
+    "BacktestSettings",
+    "Forecaster",
+    "ModelError",
+    "ModelsSettings",
+    "configured_model",
+    "get_model",
+    "load_model",
+    "model_class",
+]

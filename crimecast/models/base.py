@@ -24,13 +24,13 @@ import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from crimecast.contracts import HORIZONS, AreaGraph, Panel, validate_forecast
+from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
 from crimecast.io import write_json
 
 F = TypeVar("F", bound="Forecaster")
@@ -168,7 +168,7 @@ def forecast_frame(mean: np.ndarray, area_ids: np.ndarray, categories: list[str]
         "mean": mean.transpose(order).ravel(),
         **{name: values.transpose(order).ravel() for name, values in bounds.items()},
     })
-    return validate_forecast(frame)
+    return validate_forecast(frame[list(FORECAST_COLUMNS)])
 
 
 def recent_mean(counts: np.ndarray, outage: np.ndarray, window: int) -> np.ndarray:
@@ -224,11 +224,11 @@ class Forecaster:
         return f"{type(self).__name__}({inner})"
 
     # ------------------------------------------------------------------------- fitting
-    def fit(self: F, panel: Panel, graph: AreaGraph) -> F:
+    def fit(self, panel: Panel, graph: AreaGraph) -> Self:
         """Learn from every week of ``panel`` (outage weeks masked when ``mask_outages``)."""
         return self.fit_arrays(panel_arrays(panel, graph), graph)
 
-    def fit_arrays(self: F, data: PanelArrays, graph: AreaGraph) -> F:
+    def fit_arrays(self, data: PanelArrays, graph: AreaGraph) -> Self:
         """:meth:`fit` from dense arrays (``[A, W, C]`` in ``graph.area_ids`` order)."""
         if data.counts.shape[0] != graph.num_nodes:
             raise ModelError(f"counts have {data.counts.shape[0]} areas, graph has "
@@ -352,9 +352,8 @@ class Forecaster:
                   "area_ids": np.asarray(self.area_ids_, dtype=str)}
         from crimecast.io import atomic_path
 
-        with atomic_path(directory / ARRAYS_FILE) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
+        with atomic_path(directory / ARRAYS_FILE) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
         self._save_files(directory)
         # model.json last: its presence means the directory is complete.
         write_json(directory / META_FILE, {
@@ -364,7 +363,7 @@ class Forecaster:
         return directory
 
     @classmethod
-    def load(cls: type[F], directory: str | Path) -> F:
+    def load(cls, directory: str | Path) -> Self:
         """Read a model saved by :meth:`save`. On the base class, dispatches on the saved
         name (``Forecaster.load(d)`` returns whichever model is stored in ``d``)."""
         directory = Path(directory)

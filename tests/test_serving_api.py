@@ -1,0 +1,334 @@
+"""Acceptance tests of the prediction API: a real BentoML server in a subprocess on a free
+loopback port, a temporary project home with the synthetic city, and a real MLflow
+registry (SQLite) holding a historical-average @champion registered with
+crimecast.tracking / crimecast.registry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import psutil
+import pytest
+
+from serving.auth import hash_key
+
+REPO = Path(__file__).resolve().parents[1]
+USER_KEY = "user-" + os.urandom(8).hex()
+ADMIN_KEY = "admin-" + os.urandom(8).hex()
+
+pytestmark = pytest.mark.slow
+
+
+def _no_backtest(*_: object) -> tuple[pd.DataFrame, dict]:
+    # Serving does not depend on backtest scores; skipping the refits saves ~15 s per model.
+    return pd.DataFrame(columns=["area_id", "origin", "horizon", "mean", "count"]), {
+        "overall": {"mae": 1.0}}
+
+
+def _register(home: Path, model: str, panel: object, graph: object, alias: str | None) -> str:
+    """Train + register ``model`` with D's tracking functions; optionally set an alias."""
+    from crimecast.registry import set_alias
+    from crimecast.tracking import train_and_register
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRIMECAST_HOME", str(home))
+        mp.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
+        mp.chdir(home)
+        result = train_and_register(model, panel, graph, backtest=_no_backtest)
+        if alias:
+            set_alias(alias, result.version, reason="serving test")
+    return result.version
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    home: Path
+    url: str
+    proc: subprocess.Popen
+
+    def post(self, path: str, payload: object = None, key: str | None = USER_KEY,
+             **kwargs: object) -> httpx.Response:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.post(self.url + path, json=payload, headers=headers, timeout=30, **kwargs)
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the server and its workers (BentoML starts each worker in its own
+        session, so a process-group signal alone would orphan them)."""
+        if self.proc.poll() is not None:
+            return
+        family = [self.proc.pid, *(c.pid for c in psutil.Process(self.proc.pid).children(True))]
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.wait()
+        _, alive = psutil.wait_procs([p for p in map(_process, family) if p], timeout=10)
+        for process in alive:
+            process.kill()
+
+
+def start_server(home: Path, log_name: str) -> Server:
+    port = _free_port()
+    env = {**os.environ, "CRIMECAST_HOME": str(home),
+           "CRIMECAST_API_KEYS": f"tester:{hash_key(USER_KEY)},ops:{hash_key(ADMIN_KEY)}:admin",
+           "CRIMECAST_SERVING__ALIAS_POLL_SECONDS": "0",
+           "CRIMECAST_SERVING__LIMITS__MAX_BODY_BYTES": "20000"}
+    log = open(home / f"{log_name}.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:CrimecastService",
+         "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(REPO)],
+        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(home, f"http://127.0.0.1:{port}", proc)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(home / f'{log_name}.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.kill(signal.SIGKILL)
+    raise TimeoutError("server not ready in 120 s")
+
+
+@dataclass
+class Project:
+    home: Path
+    champion: str
+    area_ids: list[str]
+    panel: object
+    graph: object
+
+
+@pytest.fixture(scope="module")
+def project(synthetic_city, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    home = tmp_path_factory.mktemp("serving_api") / "project"
+    shutil.copytree(synthetic_city.home, home)
+    version = _register(home, "historical_average", synthetic_city.panel, synthetic_city.graph,
+                        "champion")
+    return Project(home, version, [str(a) for a in synthetic_city.graph.area_ids],
+                   synthetic_city.panel, synthetic_city.graph)
+
+
+@pytest.fixture(scope="module")
+def server(project: Project) -> Iterator[Server]:
+    running = start_server(project.home, "server")
+    yield running
+    running.kill()
+
+
+def _predlog(home: Path) -> sqlite3.Connection:
+    return sqlite3.connect(home / "state" / "predlog.db")
+
+
+# ---------------------------------------------------------------------------- auth
+def test_requests_without_a_valid_key_get_401_with_a_generic_body(server: Server) -> None:
+    missing = server.post("/forecast", {"horizon": 1}, key=None)
+    wrong = server.post("/forecast", {"horizon": 1}, key="guess")
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json() == wrong.json() == {"error": "unauthorized"}
+    for probe in ("/healthz", "/livez", "/readyz"):
+        assert httpx.get(server.url + probe).status_code == 200
+
+
+def test_forecast_with_a_key_answers_from_the_champion_and_is_logged(server: Server,
+                                                                    project: Project) -> None:
+    ids = project.area_ids[:3]
+    response = server.post("/forecast", {"horizon": 2, "category": "violent", "area_ids": ids})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_version"] == project.champion
+    assert [r["area_id"] for r in body["forecasts"]] == ids
+    for row in body["forecasts"]:
+        assert row["lower_95"] <= row["lower_80"] <= row["mean"] <= row["upper_80"] <= row["upper_95"]
+    request_id = response.headers["x-request-id"]
+    with _predlog(project.home) as db:
+        row = db.execute("SELECT key_name, endpoint, status, model_version FROM predictions "
+                         "WHERE request_id = ?", (request_id,)).fetchone()
+        served = db.execute("SELECT count(*) FROM served_forecasts WHERE model_version = ?",
+                            (project.champion,)).fetchone()[0]
+    assert row == ("tester", "forecast", 200, project.champion)
+    assert served == len(project.area_ids) * 3 * 4
+
+
+def test_reload_needs_an_admin_key(server: Server, project: Project) -> None:
+    assert server.post("/reload", {}).status_code == 403
+    answer = server.post("/reload", {}, key=ADMIN_KEY)
+    assert answer.status_code == 200
+    assert answer.json() == {"previous_version": project.champion, "version": project.champion,
+                             "changed": False}
+
+
+def test_hotspots_allocate_model_and_outcomes_answer(server: Server, project: Project) -> None:
+    geo = server.post("/hotspots", {"area_share": 0.1, "format": "geojson"}).json()
+    assert geo["type"] == "FeatureCollection" and geo["features"]
+    assert geo["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    allocation = server.post("/allocate", {"units": 25, "kind": "outreach"}).json()
+    assert sum(a["units"] for a in allocation["allocations"]) == 25
+    assert server.post("/model", {}).json()["version"] == project.champion
+    week = str(project.panel.last_week.date())
+    rows = [{"week": week, "area_id": project.area_ids[0], "category": "violent", "count": 2}]
+    assert server.post("/outcomes", {"outcomes": rows}).json()["written"] == 1
+    rows[0]["count"] = 4
+    assert server.post("/outcomes", {"outcomes": rows}).status_code == 200
+    with _predlog(project.home) as db:
+        stored = db.execute("SELECT count FROM outcomes WHERE area_id = ?",
+                            (project.area_ids[0],)).fetchall()
+    assert stored == [(4,)]
+
+
+# ------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(("path", "payload", "field"), [
+    ("/forecast", {"horizon": 5}, "horizon"),
+    ("/forecast", {"horizon": 1, "category": "arson"}, "category"),
+    ("/forecast", {"area_ids": ["no-such-tract"]}, "area_ids"),
+    ("/forecast", {"horizen": 1}, "horizen"),
+    ("/hotspots", {"k": 3, "area_share": 0.1}, "k"),
+    ("/allocate", {"units": 0}, "units"),
+    ("/allocate", {"units": 5, "kind": "drones"}, "kind"),
+    ("/outcomes", {"outcomes": [{"week": "2099-01-05", "area_id": "x", "category": "violent",
+                                 "count": 1}]}, "outcomes[0].week"),
+])
+def test_bad_input_gets_422_naming_the_field(server: Server, path: str, payload: dict,
+                                             field: str) -> None:
+    response = server.post(path, payload)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid request"
+    assert field in {p["field"] for p in body["problems"]}
+
+
+def test_size_limits_answer_413_and_422(server: Server, project: Project) -> None:
+    big = server.post("/forecast", {"area_ids": ["x" * 100] * 400})  # > 20,000 bytes
+    assert big.status_code == 413
+    not_json = server.post("/forecast", content=b"{not json", key=USER_KEY)
+    assert not_json.status_code == 422
+
+
+def test_schemathesis_finds_no_server_errors(server: Server) -> None:
+    st = Path(sys.executable).parent / "st"
+    result = subprocess.run(
+        [str(st), "run", f"{server.url}/docs.json", "--checks", "not_a_server_error",
+         "-H", f"X-API-Key: {ADMIN_KEY}", "--max-examples", "15", "--exclude-path", "/metrics",
+         "--generation-deterministic", "--request-timeout", "20"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+# ----------------------------------------------------------------- load, kill, reload
+async def _load(url: str, total: int, concurrency: int, on_progress: object = None,
+                stop: object = None) -> list[tuple[int, str | None, str | None, float]]:
+    """POST /forecast ``total`` times (or until ``stop()`` is true) over ``concurrency``
+    connections. Returns (status, request id, model version, start time) per completed
+    request; status -1 for a transport failure."""
+    results: list[tuple[int, str | None, str | None, float]] = []
+    next_index = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30,
+                                 headers={"X-API-Key": USER_KEY}) as client:
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < total and not (stop is not None and stop()):
+                next_index += 1
+                started = time.monotonic()
+                try:
+                    r = await client.post("/forecast", json={"horizon": 1, "category": "violent",
+                                                             "area_ids": None})
+                except httpx.HTTPError:
+                    results.append((-1, None, None, started))
+                    continue
+                version = r.json()["model_version"] if r.status_code == 200 else None
+                results.append((r.status_code, r.headers.get("x-request-id"), version, started))
+                if on_progress is not None:
+                    await on_progress(len(results))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def test_every_acknowledged_request_survives_sigkill(project: Project) -> None:
+    victim = start_server(project.home, "victim")
+    killed_at: list[int] = []
+
+    async def kill_midway(done: int) -> None:
+        if done >= 700 and not killed_at:
+            killed_at.append(done)
+            victim.kill(signal.SIGKILL)
+
+    try:
+        results = asyncio.run(_load(victim.url, 2000, 32, on_progress=kill_midway))
+    finally:
+        victim.kill(signal.SIGKILL)
+    acknowledged = [rid for status, rid, _, _ in results if status == 200]
+    assert killed_at and len(acknowledged) >= 700
+    assert any(status == -1 for status, *_ in results)  # the kill really cut requests off
+    with _predlog(project.home) as db:
+        logged = {r[0] for r in db.execute("SELECT request_id FROM predictions")}
+    missing = [rid for rid in acknowledged if rid not in logged]
+    assert not missing, f"{len(missing)} acknowledged requests missing from the log"
+
+
+def test_reload_under_load_switches_version_without_failed_requests(server: Server,
+                                                                    project: Project) -> None:
+    new_version = _register(project.home, "seasonal_naive", project.panel, project.graph, None)
+    reloaded_at: list[float] = []
+
+    def enough() -> bool:  # keep the load going until 2 s after the swap
+        return bool(reloaded_at) and time.monotonic() > reloaded_at[0] + 2.0
+
+    async def scenario() -> list[tuple[int, str | None, str | None, float]]:
+        load = asyncio.create_task(_load(server.url, 20_000, 16, stop=enough))
+        await asyncio.sleep(1.0)
+        from crimecast.registry import set_alias
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CRIMECAST_HOME", str(project.home))
+            await asyncio.to_thread(set_alias, "champion", new_version, reason="serving test")
+        async with httpx.AsyncClient(timeout=120) as client:
+            answer = await client.post(server.url + "/reload", json={},
+                                       headers={"X-API-Key": ADMIN_KEY})
+        assert answer.status_code == 200 and answer.json()["version"] == new_version
+        reloaded_at.append(time.monotonic())
+        return await load
+
+    results = asyncio.run(scenario())
+    assert [s for s, *_ in results if s != 200] == []
+    versions = {v for _, _, v, _ in results}
+    assert versions == {project.champion, new_version}
+    after = [v for _, _, v, started in results if started > reloaded_at[0]]
+    assert after and set(after) == {new_version}
+    assert server.post("/model", {}).json()["model_name"] == "seasonal_naive"

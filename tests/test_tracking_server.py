@@ -1,0 +1,87 @@
+"""Training against a real ``mlflow server`` (tracking URI from the environment): runs,
+artifacts and the registry all go through HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from crimecast.registry import model_info, resolve_alias
+from crimecast.tracking import TrackingSettings, train_and_register
+from test_tracking_pyfunc import mlflow_template  # noqa: F401  (fixture)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, mlflow_template: Path):  # noqa: ANN201
+    """``mlflow server`` on a free 127.0.0.1 port with its own SQLite store and proxied
+    artifact directory; yields its URL, stops it afterwards."""
+    store = tmp_path / "server" / "mlflow.db"
+    store.parent.mkdir()
+    shutil.copy(mlflow_template, store)
+    port = _free_port()
+    log = open(tmp_path / "server" / "server.log", "w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{store}", "--artifacts-destination", str(tmp_path / "server" / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path / "server")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if server.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(tmp_path / 'server' / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("mlflow server did not become healthy in 120 s")
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.mark.slow
+def test_training_logs_and_registers_through_tracking_server(
+        synthetic_city, synthetic_project: Path, mlflow_server: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRIMECAST_TRACKING__TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
+    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "4")
+    assert TrackingSettings.load().resolved_tracking_uri() == mlflow_server
+
+    result = train_and_register("historical_average", synthetic_city.panel,
+                                synthetic_city.graph, {"window": 4})
+
+    assert resolve_alias("challenger") == result.version
+    info = model_info("challenger")
+    assert info["run_id"] == result.run_id and info["backtest_metrics"]
+    assert not (synthetic_project / "state" / "mlflow.db").exists(), "nothing went to SQLite"
+    import mlflow
+
+    model = mlflow.pyfunc.load_model("models:/crimecast@challenger")
+    table = model.predict(pd.DataFrame({"horizon": [1]}))
+    assert len(table) == synthetic_city.graph.num_nodes * 3
+    # Artifacts were proxied by the server into its --artifacts-destination.
+    assert any((synthetic_project.parent / "server" / "artifacts").rglob("MLmodel"))
