@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def machine() -> dict[str, Any]:
 
 
 def synthetic_city(n_areas: int, n_weeks: int, seed: int, **overrides: Any
-                   ) -> tuple[Panel, AreaGraph, pd.DataFrame]:
+                   ) -> tuple[Panel, AreaGraph, Any]:
     from crimecast.graph import build_graph
     from crimecast.synthetic import generate_city
 
@@ -64,7 +65,45 @@ def synthetic_city(n_areas: int, n_weeks: int, seed: int, **overrides: Any
     edge_index, edge_weight = build_graph(city.areas)
     areas = pd.DataFrame(city.areas.drop(columns="geometry")).set_index("area_id")
     graph = AreaGraph(city.area_ids, edge_index, edge_weight, areas.loc[city.area_ids])
-    return Panel(city.panel_frame()), graph, city.truth_frame()
+    return Panel(city.panel_frame()), graph, city
+
+
+def fair_oracle_backtest(city: Any, panel: Panel, graph: AreaGraph,
+                         settings: BacktestSettings) -> BacktestResult:
+    """The best forecast possible from the data at the origin, E[y(o+h) | y(..o)].
+
+    The synthetic process is linear: lambda(t) = bg(t) + alpha y(t-1) + gamma W y(t-1),
+    so bg(t) is recovered from the saved intensity and the expectation propagates
+    exactly: E[y(o+k)] = bg(o+k) + (alpha I + gamma W) E[y(o+k-1)]. (Valid without
+    reporting bias or outages, as in this benchmark's city.) The library's
+    ``oracle_backtest`` instead uses lambda(o+h) itself, which for h > 1 knows the counts
+    of weeks after the origin.
+    """
+    from crimecast.backtest import label_rows, origin_indices, score_rows, summarise
+    from crimecast.models.base import forecast_frame, panel_arrays
+
+    alpha, gamma = city.settings.self_excitation, city.settings.spillover
+    spill = city.neighbours
+    y, lam = city.counts.astype(float), city.intensity.astype(float)
+    background = np.zeros_like(lam)
+    for t in range(1, y.shape[1]):
+        background[:, t] = lam[:, t] - alpha * y[:, t - 1] - gamma * np.asarray(spill @ y[:, t - 1])
+    data = panel_arrays(panel, graph)
+    horizons = tuple(settings.horizons)
+    parts = []
+    for origin in origin_indices(y.shape[1], settings):
+        expected, means = y[:, origin], []
+        for k in range(1, max(horizons) + 1):
+            week = min(origin + k, y.shape[1] - 1)
+            expected = background[:, week] + alpha * expected + gamma * np.asarray(
+                spill @ expected)
+            if k in horizons:
+                means.append(expected)
+        forecast = forecast_frame(np.stack(means, axis=1), graph.area_ids, data.categories,
+                                  data.weeks[origin], horizons, 0.0)
+        parts.append(score_rows(forecast, data, graph, origin))
+    rows = label_rows(pd.concat(parts, ignore_index=True), graph, "oracle_fair")
+    return BacktestResult("oracle_fair", rows, summarise(rows, graph, settings))
 
 
 def backtest_all(panel: Panel, graph: AreaGraph, settings: BacktestSettings,
@@ -85,6 +124,8 @@ def backtest_all(panel: Panel, graph: AreaGraph, settings: BacktestSettings,
 
 def table(results: list[tuple[BacktestResult, float]]) -> dict[str, dict[str, float]]:
     return {r.model: {**{m: r.summary["overall"].get(m) for m in TABLE_METRICS},
+                      **{f"poisson_deviance_h{h}": v["poisson_deviance"]
+                         for h, v in r.summary["by_horizon"].items()},
                       "backtest_seconds": round(s, 1)} for r, s in results}
 
 
@@ -103,24 +144,28 @@ def model_specs(config: ModelsSettings, names: list[str]) -> dict[str, dict[str,
 
 def part_synthetic(args: argparse.Namespace, config: ModelsSettings) -> dict[str, Any]:
     print(f"synthetic city: {args.areas} areas x {args.weeks} weeks", flush=True)
-    panel, graph, truth = synthetic_city(args.areas, args.weeks, args.seed)
+    panel, graph, city = synthetic_city(args.areas, args.weeks, args.seed)
     settings = config.backtest
     results = backtest_all(panel, graph, settings, model_specs(config, args.models))
-    oracle = oracle_backtest(truth, panel, graph, settings)
-    results.append((oracle, 0.0))
+    results.append((oracle_backtest(city.truth_frame(), panel, graph, settings), 0.0))
+    results.append((fair_oracle_backtest(city, panel, graph, settings), 0.0))
     rows = table(results)
-    oracle_dev = rows["oracle"]["poisson_deviance"]
-    baselines = {n: r["poisson_deviance"] for n, r in rows.items() if n not in ("gnn", "oracle")}
-    verdict: dict[str, Any] = {"oracle_deviance": oracle_dev}
+    oracles = ("oracle", "oracle_fair")
+    baselines = {n: r["poisson_deviance"] for n, r in rows.items() if n not in ("gnn", *oracles)}
+    verdict: dict[str, Any] = {}
     if baselines and "gnn" in rows:
         best = min(baselines, key=baselines.get)
-        excess_gnn = rows["gnn"]["poisson_deviance"] - oracle_dev
-        excess_best = baselines[best] - oracle_dev
-        verdict.update({"best_baseline": best, "gnn_excess_deviance": excess_gnn,
-                        "best_baseline_excess_deviance": excess_best,
-                        "excess_ratio": excess_gnn / excess_best if excess_best > 0 else None,
-                        "target": "gnn excess deviance <= 0.5 x best baseline excess",
-                        "met": bool(excess_gnn <= 0.5 * excess_best)})
+        verdict["best_baseline"] = best
+        verdict["target"] = "gnn excess deviance over the oracle <= 0.5 x best baseline's"
+        for oracle_name in oracles:
+            oracle_dev = rows[oracle_name]["poisson_deviance"]
+            excess_gnn = rows["gnn"]["poisson_deviance"] - oracle_dev
+            excess_best = baselines[best] - oracle_dev
+            verdict[oracle_name] = {
+                "oracle_deviance": oracle_dev, "gnn_excess_deviance": excess_gnn,
+                "best_baseline_excess_deviance": excess_best,
+                "excess_ratio": excess_gnn / excess_best if excess_best > 0 else None,
+                "met": bool(excess_gnn <= 0.5 * excess_best)}
     print(markdown(rows, TABLE_METRICS))
     print(json.dumps(verdict, indent=1))
     return {"areas": args.areas, "weeks": args.weeks, "seed": args.seed,
@@ -129,7 +174,7 @@ def part_synthetic(args: argparse.Namespace, config: ModelsSettings) -> dict[str
 
 def part_convs(args: argparse.Namespace, config: ModelsSettings) -> dict[str, Any]:
     print("GNN graph convolutions on the synthetic city", flush=True)
-    panel, graph, _ = synthetic_city(args.areas, args.weeks, args.seed)
+    panel, graph, _city = synthetic_city(args.areas, args.weeks, args.seed)
     specs = {f"gnn[{conv}]": {"model": "gnn", **config.params_for("gnn"), "conv": conv}
              for conv in ("gcn", "graph", "gat")}
     rows = table(backtest_all(panel, graph, config.backtest, specs))
@@ -179,9 +224,9 @@ def part_memory(args: argparse.Namespace, config: ModelsSettings) -> dict[str, A
     print(f"memory: {args.memory_areas} areas x {args.memory_weeks} weeks, one epoch",
           flush=True)
     started = time.perf_counter()
-    panel, graph, _ = synthetic_city(args.memory_areas, args.memory_weeks, args.seed)
+    panel, graph, city = synthetic_city(args.memory_areas, args.memory_weeks, args.seed)
     generate_seconds = time.perf_counter() - started
-    del _
+    del city  # only the panel and graph are needed for training
     before = process.memory_info().rss
     peak = [before]
     stop = threading.Event()

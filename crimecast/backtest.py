@@ -47,8 +47,8 @@ def origin_indices(num_weeks: int, settings: BacktestSettings) -> list[int]:
     return list(range(first, num_weeks - 1, settings.step))
 
 
-def _score_rows(forecast: pd.DataFrame, data: PanelArrays, graph: AreaGraph,
-                origin: int) -> pd.DataFrame:
+def score_rows(forecast: pd.DataFrame, data: PanelArrays, graph: AreaGraph,
+               origin: int) -> pd.DataFrame:
     """Attach the actual count to each forecast row; drop targets past the panel or in
     outage weeks."""
     target = origin + forecast["horizon"].to_numpy()
@@ -103,11 +103,11 @@ def run_backtest(model: Forecaster, panel: Panel, graph: AreaGraph,
             if i == 0 or (settings.refit_every and i % settings.refit_every == 0):
                 model.fit_arrays(data.until(origin), graph)
             forecast = model.predict_arrays(data.until(origin), graph, horizons)
-            parts.append(_score_rows(forecast, data, graph, origin))
+            parts.append(score_rows(forecast, data, graph, origin))
             bar.advance(task)
             if on_origin is not None:
                 on_origin(i, len(origins))
-    rows = _finish(pd.concat(parts, ignore_index=True), graph, model.name)
+    rows = label_rows(pd.concat(parts, ignore_index=True), graph, model.name)
     return BacktestResult(model.name, rows, summarise(rows, graph, settings))
 
 
@@ -136,12 +136,13 @@ def oracle_backtest(truth: pd.DataFrame, panel: Panel, graph: AreaGraph,
         targets = [min(origin + h, data.counts.shape[1] - 1) for h in horizons]
         forecast = forecast_frame(truth_array[:, targets, :], graph.area_ids, data.categories,
                                   data.weeks[origin], horizons, 0.0)
-        parts.append(_score_rows(forecast, data, graph, origin))
-    rows = _finish(pd.concat(parts, ignore_index=True), graph, "oracle")
+        parts.append(score_rows(forecast, data, graph, origin))
+    rows = label_rows(pd.concat(parts, ignore_index=True), graph, "oracle")
     return BacktestResult("oracle", rows, summarise(rows, graph, settings))
 
 
-def _finish(rows: pd.DataFrame, graph: AreaGraph, name: str) -> pd.DataFrame:
+def label_rows(rows: pd.DataFrame, graph: AreaGraph, name: str) -> pd.DataFrame:
+    """Add each row's demographic ``group`` and the ``model`` name."""
     rows["group"] = graph.areas["group"].reindex(rows["area_id"]).to_numpy()
     rows["model"] = name
     return rows

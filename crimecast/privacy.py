@@ -7,7 +7,8 @@ parquet files (folders are searched recursively) and reports:
   and ordinary forms ("1234 Market St", "12 N 5th Street");
 - ``source_key``: any of the given raw record ids (e.g. objectid / dc_key values), matched
   as whole tokens; keys shorter than ``min_key_length`` are ignored, since short numbers
-  occur everywhere;
+  occur everywhere, and bare JSON numbers are not matched (they are statistics; see
+  :func:`_scan_json`);
 - ``secret``: API-key-like strings (``api_key=...``, bearer tokens, AWS/GitHub/Slack keys,
   private key blocks, passwords inside URLs).
 
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import gzip
 import html
+import json
 import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 
 _STREET_SUFFIX = (r"(?:ST|STREET|AV|AVE|AVENUE|RD|ROAD|BLVD|BOULEVARD|DR|DRIVE|LN|LANE|PL|PLACE|"
                   r"CT|COURT|WAY|PKWY|PARKWAY|TER|TERRACE|HWY|HIGHWAY|PIKE|SQ|SQUARE|CIR|CIRCLE)")
@@ -116,39 +117,66 @@ def _read_text(path: Path) -> str | None:
 
 
 def _scan_parquet(path: Path, keys: Collection[str], limit: int) -> list[Finding]:
+    """String and integer columns of a parquet file, on their distinct values, with Arrow
+    compute (RE2 regex and hash lookups in C): 1.5 M hex ids take about a second."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     findings: list[Finding] = []
     table = pq.read_table(path)
+    key_set = pa.array(sorted(keys), type=pa.string()) if keys else None
     for name in table.column_names:
         kind_of = table.schema.field(name).type
         if pa.types.is_dictionary(kind_of):
             kind_of = kind_of.value_type
-        if not (pa.types.is_string(kind_of) or pa.types.is_large_string(kind_of)
-                or pa.types.is_integer(kind_of)):
+        textual = pa.types.is_string(kind_of) or pa.types.is_large_string(kind_of)
+        if not (textual or pa.types.is_integer(kind_of)):
             continue  # floats, dates, booleans and WKB geometry hold no addresses or id tokens
-        column = table.column(name).to_pandas()
-        values = pd.Series(column.dropna().astype(str).unique())
-        values = values[values.str.len() > 0]
-        if column.dtype.kind in "iu":  # integer column: only raw ids can leak here
-            hits = values[values.isin(keys)] if keys else values.iloc[:0]
+        values = pc.unique(table.column(name).combine_chunks().cast(pa.string())).drop_null()
+        if textual:
+            suspicious = pc.filter(values, pc.match_substring_regex(values, ANY_LEAK.pattern))
+            for value in suspicious.to_pylist()[:limit]:
+                findings += [Finding(path, f"column {name}", kind, mask(text))
+                             for kind, text in scan_text(value)]
+        if key_set is not None:
+            normal = pc.replace_substring_regex(values, r"\.0+$", "")
+            hits = pc.filter(values, pc.is_in(normal, value_set=key_set))
             findings += [Finding(path, f"column {name}", "source_key", mask(v))
-                         for v in hits.head(limit)]
-            continue
-        # One regex pass over all distinct values joined by NUL (no pattern matches NUL),
-        # far faster than a search per value on a 1.5 M-row column.
-        joined = "\x00".join(values.tolist())
-        for match in ANY_LEAK.finditer(joined):
-            findings += [Finding(path, f"column {name}", kind, mask(text))
-                         for kind, text in scan_text(match.group(0))]
-            if len(findings) >= limit:
-                break
-        if keys:
-            dotted = values[values.str.contains(".", regex=False)]
-            hits = pd.concat([values[values.isin(keys)], dotted[dotted.map(_normal_key).isin(keys)]])
-            findings += [Finding(path, f"column {name}", "source_key", mask(v))
-                         for v in hits.head(limit)]
+                         for v in hits.to_pylist()[:limit]]
+    return findings[:limit]
+
+
+def _scan_json(path: Path, keys: Collection[str], limit: int) -> list[Finding]:
+    """JSON: every string (keys and values) is scanned; bare numbers only for addresses and
+    secrets, never for record ids, since a JSON number is a statistic (a count of 430901
+    rows must not read as objectid 430901)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        text = _read_text(path) or ""
+        return [Finding(path, f"line {n}", kind, mask(match))
+                for n, line in enumerate(text.splitlines(), start=1)
+                for kind, match in scan_text(line, keys)][:limit]
+    findings: list[Finding] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                # "api_key": "..." is a secret only when key and value are read together
+                pair = f"{key}: {value}" if isinstance(value, str) else str(key)
+                findings.extend(Finding(path, where or "top", kind, mask(match))
+                                for kind, match in scan_text(pair, keys))
+                if not isinstance(value, str):
+                    walk(value, f"{where}.{key}" if where else str(key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+        elif isinstance(node, str):
+            findings.extend(Finding(path, where or "top", kind, mask(match))
+                            for kind, match in scan_text(node, keys))
+
+    walk(payload, "")
     return findings[:limit]
 
 
@@ -160,12 +188,15 @@ def scan_for_leaks(paths: Iterable[str | Path], source_keys: Collection[str] = (
     that must not appear (e.g. the objectids of the raw snapshot); keys shorter than
     ``min_key_length`` are skipped. Returns findings, at most ``limit_per_file`` per file.
     """
-    keys = {_normal_key(str(k)) for k in source_keys}
+    keys = {_normal_key(k) if "." in k else k for k in map(str, source_keys)}
     keys = {k for k in keys if len(k) >= min_key_length}
     findings: list[Finding] = []
     for path in _iter_files(paths):
         if path.suffix.lower() == ".parquet":
             findings += _scan_parquet(path, keys, limit_per_file)
+            continue
+        if path.suffix.lower() == ".json":
+            findings += _scan_json(path, keys, limit_per_file)
             continue
         text = _read_text(path)
         if text is None:

@@ -15,6 +15,8 @@ trials early (``optuna.TrialPruned``).
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -26,6 +28,10 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from crimecast.config import ConcernSettings
 from crimecast.contracts import HORIZONS, AreaGraph, Panel
 from crimecast.paths import project_home
+
+
+#: Identifies this process among the workers sharing a study (stored on each trial).
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ParamSpec(BaseModel):
@@ -67,6 +73,7 @@ class TuningSettings(ConcernSettings):
     seed: int = 42
     pruner: PrunerSettings = PrunerSettings()
     validation_weeks: int = 8
+    track_trials: bool = True
     search_space: dict[str, dict[str, ParamSpec]] = {}
 
     def resolved_storage(self) -> str:
@@ -214,8 +221,8 @@ def _redact(url: str) -> str:
 
 
 def tune(
-    panel: Panel,
-    graph: AreaGraph,
+    panel: Panel | None,
+    graph: AreaGraph | None,
     *,
     settings: TuningSettings | None = None,
     trials: int | None = None,
@@ -225,7 +232,7 @@ def tune(
     holdout_weeks: int = 0,
     base_params: dict[str, Any] | None = None,
     objective_fn: Callable[[dict[str, Any], Callable[[int, float], None]], float] | None = None,
-    track: bool = True,
+    track: bool | None = None,
     progress: bool = True,
 ) -> TuneResult:
     """Run ``trials`` trials of the study (joining it if other workers already run it).
@@ -233,19 +240,23 @@ def tune(
     Each trial draws parameters from the model's search space over ``base_params``
     (configs/models.yaml), scores :func:`validation_deviance` on the panel truncated by
     ``holdout_weeks`` (the backtest window) and is logged as a child MLflow run of one
-    parent run per call (when ``track``). ``objective_fn(params, report)`` replaces the
-    model-based objective (``report(step, value)`` feeds the pruner); used for cheap
-    storage tests. Returns the best trial over all workers' trials.
+    parent run per call (when ``track``, default ``settings.track_trials``).
+    ``objective_fn(params, report)`` replaces the model-based objective
+    (``report(step, value)`` feeds the pruner). Returns the best trial over all workers' trials.
     """
     import optuna
 
     settings = settings or TuningSettings.load()
+    track = settings.track_trials if track is None else track
     model = model or settings.model
     storage_url = storage or settings.resolved_storage()
     study = create_study(settings, storage_url, study_name or default_study_name(settings, model))
-    space = settings.space_for(model) if objective_fn is None or model in settings.search_space \
-        else {}
-    cutoff_panel = panel.until(tuning_cutoff(panel, holdout_weeks)) if holdout_weeks else panel
+    space = (settings.space_for(model)
+             if objective_fn is None or model in settings.search_space else {})
+    if objective_fn is None and (panel is None or graph is None):
+        raise ValueError("tune() needs a panel and a graph unless objective_fn is given")
+    cutoff_panel = (panel.until(tuning_cutoff(panel, holdout_weeks))
+                    if panel is not None and holdout_weeks else panel)
     n_trials = trials if trials is not None else settings.trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -255,6 +266,7 @@ def tune(
     try:
         def objective(trial: optuna.Trial) -> float:
             params = {**(base_params or {}), **suggest(trial, space)}
+            trial.set_user_attr("worker", WORKER)
             reported: list[tuple[int, float]] = []
 
             def report(step: int, value: float) -> None:

@@ -129,6 +129,9 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            # Checkpoints (which fsync) run on the checkpointer thread, not inside a commit
+            # that a batch of requests is waiting for.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
@@ -163,7 +166,7 @@ class PredictionLog:
     """
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", batch_max: int = 512,
-                 schema: str | None = None) -> None:
+                 schema: str | None = None, checkpoint_seconds: float = 2.0) -> None:
         self.url = url
         self.engine = make_engine(url, sqlite_synchronous)
         self.meta, self.predictions, self.outcomes, self.served = build_tables(schema)
@@ -172,11 +175,18 @@ class PredictionLog:
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         self.meta.create_all(self.engine)
         self._batch_max = batch_max
-        self._queue: queue.Queue[tuple[str, Any, concurrent.futures.Future[Any]] | None] = (
+        self._queue: queue.Queue[tuple[str, Any, Any] | None] = (
             queue.Queue())
         self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
         self._closed = False
+        self._stop = threading.Event()
         self._thread.start()
+        self._checkpointer: threading.Thread | None = None
+        if self.engine.dialect.name == "sqlite":
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, args=(checkpoint_seconds,),
+                name="predlog-checkpoint", daemon=True)
+            self._checkpointer.start()
 
     # -- callers ---------------------------------------------------------------------
     def submit(self, record: RequestRecord) -> concurrent.futures.Future[None]:
@@ -184,8 +194,16 @@ class PredictionLog:
         return self._put("log", record.as_row())
 
     async def record(self, record: RequestRecord) -> None:
-        """Async form of :meth:`submit`: returns once the row is committed."""
-        await asyncio.wrap_future(self.submit(record))
+        """Async form of :meth:`submit`: returns once the row is committed.
+
+        The waiter is a future of the caller's event loop; the writer wakes each loop once
+        per committed batch (not once per row), which keeps the cost per request low."""
+        if self._closed:
+            raise RuntimeError("prediction log is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._queue.put(("log", record.as_row(), _LoopWaiter(loop, waiter)))
+        await waiter
 
     def upsert_outcomes(self, outcomes: Iterable[Outcome], key_name: str | None
                         ) -> concurrent.futures.Future[int]:
@@ -215,11 +233,24 @@ class PredictionLog:
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout)
         self.engine.dispose()
 
-    # -- writer thread ---------------------------------------------------------------
+    # -- writer and checkpointer threads -----------------------------------------------
+    def _checkpoint_loop(self, every: float) -> None:
+        """Move the WAL into the database file every few seconds (PASSIVE: never blocks
+        the writer; a checkpoint only copies what no reader still needs)."""
+        while not self._stop.wait(every):
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # noqa: BLE001 - retried at the next tick
+                continue
+
     def _put(self, kind: str, payload: Any) -> concurrent.futures.Future[Any]:
         if self._closed:
             raise RuntimeError("prediction log is closed")
@@ -262,23 +293,34 @@ class PredictionLog:
             for _, func, future in calls:
                 self._commit_call(func, future)
 
-    def _commit_logs(self, logs: list[tuple[str, Any, concurrent.futures.Future[Any]]]) -> None:
+    def _commit_logs(self, logs: list[tuple[str, Any, Any]]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             with self.engine.begin() as conn:
                 conn.execute(self.predictions.insert(), [row for _, row, _ in logs])
+            outcomes = [(waiter, None) for _, _, waiter in logs]
         except Exception:
             # One bad row must not fail its neighbours: retry one by one.
-            for _, row, future in logs:
+            for _, row, waiter in logs:
                 try:
                     with self.engine.begin() as conn:
                         conn.execute(self.predictions.insert(), [row])
                 except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
-                    _settle(future, exc=exc)
+                    outcomes.append((waiter, exc))
                 else:
-                    _settle(future, None)
-            return
-        for _, _, future in logs:
-            _settle(future, None)
+                    outcomes.append((waiter, None))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None],
+                                                            BaseException | None]]] = {}
+        for waiter, exc in outcomes:
+            if isinstance(waiter, _LoopWaiter):
+                by_loop.setdefault(waiter.loop, []).append((waiter.future, exc))
+            else:
+                _settle(waiter, None, exc)
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_batch, batch)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
 
     def _commit_call(self, func: Callable[[Connection], Any],
                      future: concurrent.futures.Future[Any]) -> None:
@@ -289,6 +331,25 @@ class PredictionLog:
             _settle(future, exc=exc)
         else:
             _settle(future, result)
+
+
+@dataclass(frozen=True)
+class _LoopWaiter:
+    """An asyncio future to resolve on its own event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+def _settle_batch(batch: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    """Runs on the waiters' event loop: resolve every future of one committed batch."""
+    for future, exc in batch:
+        if future.done():
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
 
 
 def _settle(future: concurrent.futures.Future[Any], result: Any = None,

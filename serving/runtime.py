@@ -101,7 +101,8 @@ class Runtime:
         p = self.settings.predlog
         self.predlog = PredictionLog(self.settings.predlog_url(),
                                      sqlite_synchronous=p.sqlite_synchronous,
-                                     batch_max=p.batch_max, schema=p.db_schema)
+                                     batch_max=p.batch_max, schema=p.db_schema,
+                                     checkpoint_seconds=p.checkpoint_seconds)
         try:
             self.reload()
         except NoChampion as exc:

@@ -39,6 +39,7 @@ class PredlogSettings(_Section):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     batch_max: int = Field(512, ge=1)
     db_schema: str | None = None
+    checkpoint_seconds: float = Field(2.0, gt=0.0)
 
 
 class AllocationSettings(_Section):

@@ -99,11 +99,11 @@ class Server:
             process.kill()
 
 
-def start_server(home: Path, log_name: str) -> Server:
+def start_server(home: Path, log_name: str, poll_seconds: float = 0) -> Server:
     port = _free_port()
     env = {**os.environ, "CRIMECAST_HOME": str(home),
            "CRIMECAST_API_KEYS": f"tester:{hash_key(USER_KEY)},ops:{hash_key(ADMIN_KEY)}:admin",
-           "CRIMECAST_SERVING__ALIAS_POLL_SECONDS": "0",
+           "CRIMECAST_SERVING__ALIAS_POLL_SECONDS": str(poll_seconds),
            "CRIMECAST_SERVING__LIMITS__MAX_BODY_BYTES": "20000"}
     log = open(home / f"{log_name}.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
@@ -146,7 +146,7 @@ def project(synthetic_city, tmp_path_factory: pytest.TempPathFactory) -> Project
 
 @pytest.fixture(scope="module")
 def server(project: Project) -> Iterator[Server]:
-    running = start_server(project.home, "server")
+    running = start_server(project.home, "server", poll_seconds=2)
     yield running
     running.kill()
 
@@ -321,6 +321,8 @@ def test_reload_under_load_switches_version_without_failed_requests(server: Serv
         async with httpx.AsyncClient(timeout=120) as client:
             answer = await client.post(server.url + "/reload", json={},
                                        headers={"X-API-Key": ADMIN_KEY})
+        # The poller may have swapped first (then changed is false); either way the
+        # version is the new one when reload returns.
         assert answer.status_code == 200 and answer.json()["version"] == new_version
         reloaded_at.append(time.monotonic())
         return await load
@@ -332,3 +334,18 @@ def test_reload_under_load_switches_version_without_failed_requests(server: Serv
     after = [v for _, _, v, started in results if started > reloaded_at[0]]
     assert after and set(after) == {new_version}
     assert server.post("/model", {}).json()["model_name"] == "seasonal_naive"
+
+
+def test_alias_poller_follows_a_rollback_without_a_reload_call(server: Server,
+                                                               project: Project) -> None:
+    from crimecast.registry import set_alias
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRIMECAST_HOME", str(project.home))
+        set_alias("champion", project.champion, reason="serving test rollback")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.post("/model", {}).json()["version"] == project.champion:
+            break
+        time.sleep(0.5)
+    assert server.post("/forecast", {"horizon": 1}).json()["model_version"] == project.champion

@@ -54,6 +54,7 @@ class SpatioTemporalGNN(nn.Module):
         h_i   = GRU(s_i)[last]                        s_i: [L, C_in] recent weeks, log1p
         z_i   = ReLU(h_i + W_s x_i)                   x_i: [S] standardised static features
         z     = z + ReLU(Conv_k(z, A))   k = 1..K     Conv: GCNConv | GraphConv | GATConv
+        z     = z + ReLU(W_j z)          j = 1..head_layers-1   (residual MLP head)
         log mu_i[h, c] = (W_o z_i)[h, c] + log(b_i[c] + 0.02)
 
     where ``b_i[c]`` is the tract's 52-week mean count (the model learns a multiplicative
@@ -67,7 +68,8 @@ class SpatioTemporalGNN(nn.Module):
 
     def __init__(self, seq_features: int, static_features: int, num_categories: int,
                  num_horizons: int, hidden: int = 32, conv_layers: int = 2,
-                 conv: str = "gcn", dropout: float = 0.1, likelihood: str = "negbin") -> None:
+                 conv: str = "gcn", dropout: float = 0.1, likelihood: str = "negbin",
+                 head_layers: int = 1) -> None:
         super().__init__()
         if conv not in CONV_TYPES:
             raise ModelError(f"gnn.conv must be one of {CONV_TYPES}, got {conv!r}")
@@ -76,6 +78,8 @@ class SpatioTemporalGNN(nn.Module):
         self.static = nn.Linear(static_features, hidden)
         self.convs = nn.ModuleList([self._make_conv(conv, hidden) for _ in range(conv_layers)])
         self.dropout = nn.Dropout(dropout)
+        self.head_hidden = nn.ModuleList([nn.Linear(hidden, hidden)
+                                          for _ in range(max(head_layers - 1, 0))])
         self.head = nn.Linear(hidden, num_horizons * num_categories)
         nn.init.zeros_(self.head.weight)  # start at the 52-week mean: a sane baseline
         nn.init.zeros_(self.head.bias)
@@ -100,6 +104,8 @@ class SpatioTemporalGNN(nn.Module):
             else:
                 update = conv(z, edge_index, edge_weight)
             z = z + self.dropout(torch.relu(update))
+        for layer in self.head_hidden:
+            z = z + torch.relu(layer(z))
         out = self.head(z).view(-1, self.num_horizons, self.num_categories)
         return out + log_base[:, None, :]
 
@@ -205,6 +211,7 @@ class GNNForecaster(Forecaster):
 
     def __init__(self, *, lags: int = 8, hidden: int = 32, conv_layers: int = 2,
                  conv: str = "gcn", dropout: float = 0.1, likelihood: str = "negbin",
+                 head_layers: int = 2, seq_ratio: bool = True,
                  horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4),
                  learning_rate: float = 0.01, weight_decay: float = 1e-4,
                  epochs: int = 60, patience: int = 8, train_weeks: int = 104,
@@ -219,6 +226,7 @@ class GNNForecaster(Forecaster):
             raise ModelError(f"gnn.likelihood must be 'negbin' or 'poisson', got {likelihood!r}")
         self.lags, self.hidden, self.conv_layers, self.conv = lags, hidden, conv_layers, conv
         self.dropout, self.likelihood = dropout, likelihood
+        self.head_layers, self.seq_ratio = head_layers, seq_ratio
         self.horizons = list(horizons)
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.epochs, self.patience = epochs, patience
@@ -248,7 +256,8 @@ class GNNForecaster(Forecaster):
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Model inputs for every (area, origin week).
 
-        Returns ``seq [A, W, L, C]`` (log1p counts, oldest first), ``static [A, W, S]``
+        Returns ``seq [A, W, L, C']`` (log1p counts, oldest first, plus counts over the
+        52-week mean when ``seq_ratio``: ``C' = 2C``), ``static [A, W, S]``
         (log1p of rolling/spatial means, week-of-year, area covariates; unscaled) and
         ``log_base [A, W, C]`` (log of the 52-week mean + floor).
         """
@@ -257,7 +266,13 @@ class GNNForecaster(Forecaster):
                                        categories=cats, outage=data.outage)
         index = {n: i for i, n in enumerate(names)}
         lag_idx = [[index[f"lag{k}_{c}"] for c in cats] for k in range(self.lags, 0, -1)]
-        seq = np.log1p(features[:, :, np.array(lag_idx)])  # [A, W, L, C]
+        lags = features[:, :, np.array(lag_idx)]  # [A, W, L, C]
+        base = features[:, :, [index[f"mean52_{c}"] for c in cats]]  # [A, W, C]
+        seq = np.log1p(lags)
+        if self.seq_ratio:
+            # Counts relative to the tract's usual level: near-repeat bursts are additive
+            # on the count scale, which log1p alone makes hard to read.
+            seq = np.concatenate([seq, lags / (base[:, :, None, :] + 0.1)], axis=3)
         count_static = [i for n, i in index.items() if not n.startswith(("lag", "woy_"))]
         woy = [index["woy_sin"], index["woy_cos"]]
         covariates = area_covariates(graph.areas)  # [A, 8]
@@ -266,7 +281,6 @@ class GNNForecaster(Forecaster):
             np.log1p(features[:, :, count_static]), features[:, :, woy],
             np.broadcast_to(covariates[:, None, :], (num_areas, num_weeks, covariates.shape[1])),
         ], axis=2).astype(np.float32)
-        base = features[:, :, [index[f"mean52_{c}"] for c in cats]]
         return seq.astype(np.float32), static, np.log(base + BASE_FLOOR).astype(np.float32)
 
     @staticmethod
@@ -314,9 +328,10 @@ class GNNForecaster(Forecaster):
         with _deterministic_torch(self.num_threads):
             torch.manual_seed(self.seed)
             generator = torch.Generator().manual_seed(self.seed)
-            module = SpatioTemporalGNN(num_cats, static.shape[-1], num_cats, len(self.horizons),
-                                       self.hidden, self.conv_layers, self.conv, self.dropout,
-                                       self.likelihood)
+            module = SpatioTemporalGNN(seq.shape[-1], static.shape[-1], num_cats,
+                                       len(self.horizons), self.hidden, self.conv_layers,
+                                       self.conv, self.dropout, self.likelihood,
+                                       self.head_layers)
             optimiser = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
                                          weight_decay=self.weight_decay)
             tensors = {"seq": torch.from_numpy(seq), "static": torch.from_numpy(static),
@@ -477,7 +492,7 @@ class GNNForecaster(Forecaster):
         self.module_ = SpatioTemporalGNN(state["seq_features"], state["static_features"],
                                          state["num_categories"], len(self.horizons),
                                          self.hidden, self.conv_layers, self.conv,
-                                         self.dropout, self.likelihood)
+                                         self.dropout, self.likelihood, self.head_layers)
 
     def _save_files(self, directory: Path) -> None:
         from crimecast.io import atomic_path

@@ -1,0 +1,156 @@
+"""The Evidently dashboard and the public report, rendered by headless Chromium.
+
+A monitoring run on the synthetic city fills a fresh Evidently workspace; the real
+``evidently ui`` serves it on a free 127.0.0.1 port; Chromium (via selenium) opens the
+project dashboard and waits until its panels have plotted data points. Screenshots go to
+test-outputs/ and, for the README, docs/img/dashboard.png and docs/img/report.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from crimecast.contracts import AreaGraph, Panel
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUTS = REPO / "test-outputs"
+DOCS_IMG = REPO / "docs" / "img"
+WEEKS = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def monitored_home(synthetic_city, tmp_path_factory):
+    """A project home with a monitoring run stored in workspace/ and a built report."""
+    from monitoring.report import build_report
+    from monitoring.run import monitor, write_outputs
+    from monitoring.settings import MonitoringSettings
+    from monitoring.workspace import OversightWorkspace
+
+    home = tmp_path_factory.mktemp("browser") / "project"
+    shutil.copytree(synthetic_city.home, home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRIMECAST_HOME", str(home))
+        mp.chdir(home)
+        settings = MonitoringSettings.load(reference_weeks=6, html_report=False)
+        workspace = OversightWorkspace(settings.path("workspace_dir"), settings.project_name,
+                                       settings.path("output_dir") / "workspace_index.json")
+        result = monitor(Panel.load(), AreaGraph.load(), settings, num_weeks=WEEKS,
+                         source="replay", model="historical_average", workspace=workspace)
+        write_outputs(result, settings.path("output_dir"))
+        build_report(settings, settings.path("report_dir"))
+        yield home, workspace.project_id
+
+
+@pytest.fixture(scope="module")
+def evidently_ui(monitored_home):
+    home, project_id = monitored_home
+    port = _free_port()
+    command = [str(Path(sys.executable).with_name("evidently")), "ui", "--workspace",
+               str(home / "workspace"), "--host", "127.0.0.1", "--port", str(port)]
+    log = open(home / "evidently-ui.log", "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):  # readiness poll (0.5 s steps), not a speed requirement
+            if process.poll() is not None:
+                raise AssertionError(f"evidently ui exited: {(home / 'evidently-ui.log').read_text()}")
+            try:
+                if httpx.get(f"{base}/api/projects", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("evidently ui did not answer /api/projects")
+        yield base, project_id
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    profile = tempfile.mkdtemp(prefix="crimecast-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-quic",
+                 "--disable-sync", f"--user-data-dir={profile}", "--window-size=1400,2300"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _save(driver, name: str) -> Path:
+    OUTPUTS.mkdir(exist_ok=True)
+    target = OUTPUTS / name
+    driver.save_screenshot(str(target))
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(target, DOCS_IMG / name)
+    return target
+
+
+def test_dashboard_renders_panels_with_data(evidently_ui, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, project_id = evidently_ui
+    browser.get(f"{base}/projects/{project_id}")
+
+    def plotted(driver) -> bool:
+        # Every weekly point of every line is an SVG mark element once data has loaded.
+        marks = driver.find_elements(By.CSS_SELECTOR, "svg .MuiMarkElement-root")
+        lines = driver.find_elements(By.CSS_SELECTOR, "svg .MuiLineElement-root")
+        return len(marks) >= WEEKS * 4 and len(lines) >= 4
+
+    WebDriverWait(browser, 120, poll_frequency=1).until(plotted)
+    text = browser.find_element(By.TAG_NAME, "body").text
+    for title in ("Drift share of model inputs over time",
+                  "Disparity: hotspot flags per incident vs city",
+                  "Allocation exposure: share of flagged hotspots by group"):
+        assert title in text
+    assert "band high" in text  # the disparity band is drawn
+    time.sleep(1)  # let the line-drawing animation finish before the screenshot
+    assert _save(browser, "dashboard.png").stat().st_size > 10_000
+
+
+def test_report_page_renders_in_chromium(monitored_home, browser):
+    from selenium.webdriver.common.by import By
+
+    home, _ = monitored_home
+    browser.get((home / "reports" / "index.html").as_uri())
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) >= 3
+    # Embedded PNGs decoded: every image has a real width.
+    assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 100
+               for img in images)
+    assert _save(browser, "report.png").stat().st_size > 10_000
