@@ -69,7 +69,7 @@ def free_port() -> int:
 
 def build_project(home: Path) -> list[str]:
     """Synthetic city artifacts + a registered @champion; returns 5 area ids to ask for."""
-    from crimecast.contracts import ArtifactPaths, AreaGraph, Panel
+    from crimecast.contracts import AreaGraph, ArtifactPaths, Panel
     from crimecast.registry import set_alias
     from crimecast.synthetic import generate_city, save_city_artifacts
     from crimecast.tracking import train_and_register

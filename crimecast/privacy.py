@@ -25,7 +25,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
+from typing import Any
 
 _STREET_SUFFIX = (r"(?:ST|STREET|AV|AVE|AVENUE|RD|ROAD|BLVD|BOULEVARD|DR|DRIVE|LN|LANE|PL|PLACE|"
                   r"CT|COURT|WAY|PKWY|PARKWAY|TER|TERRACE|HWY|HIGHWAY|PIKE|SQ|SQUARE|CIR|CIRCLE)")
@@ -116,16 +116,16 @@ def _read_text(path: Path) -> str | None:
     return html.unescape(text) if inner in {".html", ".htm", ".xml", ".svg"} else text
 
 
-def _scan_parquet(path: Path, keys: Collection[str], limit: int) -> list[Finding]:
+def _scan_parquet(path: Path, key_set: Any, limit: int) -> list[Finding]:
     """String and integer columns of a parquet file, on their distinct values, with Arrow
-    compute (RE2 regex and hash lookups in C): 1.5 M hex ids take about a second."""
+    compute (RE2 regex and hash lookups in C): 1.5 M hex ids take about a second.
+    ``key_set``: the raw record ids as an Arrow string array, or None."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     findings: list[Finding] = []
     table = pq.read_table(path)
-    key_set = pa.array(sorted(keys), type=pa.string()) if keys else None
     for name in table.column_names:
         kind_of = table.schema.field(name).type
         if pa.types.is_dictionary(kind_of):
@@ -191,9 +191,14 @@ def scan_for_leaks(paths: Iterable[str | Path], source_keys: Collection[str] = (
     keys = {_normal_key(k) if "." in k else k for k in map(str, source_keys)}
     keys = {k for k in keys if len(k) >= min_key_length}
     findings: list[Finding] = []
+    key_array = None
     for path in _iter_files(paths):
         if path.suffix.lower() == ".parquet":
-            findings += _scan_parquet(path, keys, limit_per_file)
+            if keys and key_array is None:
+                import pyarrow as pa
+
+                key_array = pa.array(list(keys), type=pa.string())
+            findings += _scan_parquet(path, key_array, limit_per_file)
             continue
         if path.suffix.lower() == ".json":
             findings += _scan_json(path, keys, limit_per_file)

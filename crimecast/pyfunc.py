@@ -164,6 +164,6 @@ class CrimecastModel(mlflow.pyfunc.PythonModel):
 
     # No type hints on predict's inputs: MLflow would try to derive a schema from them;
     # the explicit signature logged with the model is the schema.
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    def predict(self, context, model_input, params=None):
         """``model_input``: frame with an int ``horizon`` column -> forecast table."""
         return self.forecast(requested_horizons(model_input))

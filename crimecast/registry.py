@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from crimecast.config import ConcernSettings
 from crimecast.contracts import AreaGraph, Panel
@@ -64,9 +64,10 @@ class PromotionSettings(ConcernSettings):
     pai_area_share: float = 0.05
     disparity_band: tuple[float, float] = (0.8, 1.25)
     disparity_margin: float = 0.10
-    disparity_kinds: list[str] = ["flag_rate_per_incident"]
+    disparity_kinds: list[str] = Field(default_factory=lambda: ["flag_rate_per_incident"])
     min_group_areas: int = 5
-    baselines: list[str] = ["historical_average", "seasonal_naive"]
+    baselines: list[str] = Field(
+        default_factory=lambda: ["historical_average", "seasonal_naive"])
 
     @field_validator("disparity_band")
     @classmethod

@@ -159,7 +159,8 @@ def git_commit(directory: Path | None = None) -> str:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=10).stdout
+                               cwd=where, capture_output=True, text=True, timeout=10,
+                               check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if dirty.strip() else commit
@@ -291,7 +292,6 @@ def train_and_register(
     alias: str = "challenger",
     run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Backtest, fit and log one model, register it and give it ``alias``.
 
@@ -310,8 +310,6 @@ def train_and_register(
     client = configure(settings)
     backtest = backtest or backtest_model
     forecaster = build_forecaster(model_name, params)
-    if on_epoch is not None and hasattr(forecaster, "on_epoch"):
-        forecaster.on_epoch = on_epoch
     versions = data_version()
     commit = git_commit()
     full_params = forecaster.get_params()

@@ -23,12 +23,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crimecast.config import ConcernSettings
 from crimecast.contracts import HORIZONS, AreaGraph, Panel
 from crimecast.paths import project_home
-
 
 #: Identifies this process among the workers sharing a study (stored on each trial).
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -74,7 +73,7 @@ class TuningSettings(ConcernSettings):
     pruner: PrunerSettings = PrunerSettings()
     validation_weeks: int = 8
     track_trials: bool = True
-    search_space: dict[str, dict[str, ParamSpec]] = {}
+    search_space: dict[str, dict[str, ParamSpec]] = Field(default_factory=dict)
 
     def resolved_storage(self) -> str:
         """The configured storage URL, or SQLite at ``<home>/state/optuna.db``."""
@@ -213,10 +212,11 @@ def summarize(study: Any, model: str, storage: str) -> TuneResult:
 def _redact(url: str) -> str:
     """A storage URL without its password (for logs and artifacts)."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL: keep as is
+    except ArgumentError:  # not a SQLAlchemy URL: keep as is
         return url
 
 

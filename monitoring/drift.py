@@ -95,9 +95,10 @@ def _drift_metrics(inputs: list[str], settings: DriftSettings, preset: bool) -> 
 
     per_method = {c: t.method for c, t in settings.per_feature.items() if c in inputs}
     per_threshold = {c: t.threshold for c, t in settings.per_feature.items() if c in inputs}
-    common = dict(columns=inputs, drift_share=settings.drift_share, method=settings.method,
-                  threshold=settings.threshold, per_column_method=per_method or None,
-                  per_column_threshold=per_threshold or None)
+    common = {"columns": inputs, "drift_share": settings.drift_share,
+              "method": settings.method, "threshold": settings.threshold,
+              "per_column_method": per_method or None,
+              "per_column_threshold": per_threshold or None}
     prediction = ValueDrift(column="prediction", method=settings.prediction_method,
                             threshold=settings.prediction_threshold)
     if preset:

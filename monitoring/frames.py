@@ -109,7 +109,8 @@ def attach_outcomes(frame: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame
 
 def replay_frames(panel: Panel, graph: AreaGraph, weeks: Sequence[pd.Timestamp],
                   forecaster_factory: Callable[[], object],
-                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                  progress: Callable[[int, int], None] | None = None,
+                  history_weeks: int | None = 104) -> pd.DataFrame:
     """Replay ``weeks`` as if each were served one week ahead, then observed.
 
     The forecaster (``forecaster_factory()`` builds an unfitted crimecast model) is fitted
@@ -117,6 +118,10 @@ def replay_frames(panel: Panel, graph: AreaGraph, weeks: Sequence[pd.Timestamp],
     fed fresh history — and asked each week for the horizon-1 forecast from the panel
     truncated to the week before. Returns the monitoring frame for all ``weeks`` with
     ``target`` = the panel's count. ``progress(done, total)`` is called per week.
+
+    Each weekly forecast sees only the last ``history_weeks`` weeks (None: all): every
+    crimecast model conditions on at most a year of lags, and re-pivoting ten years of
+    panel for each of 52 weeks would dominate the run time.
     """
     weeks = [pd.Timestamp(w) for w in weeks]
     if not weeks:
@@ -127,15 +132,19 @@ def replay_frames(panel: Panel, graph: AreaGraph, weeks: Sequence[pd.Timestamp],
         raise ValueError(f"no panel weeks before {first.date()} to fit the replay model on")
     model = forecaster_factory()
     model.fit(history, graph)  # type: ignore[attr-defined]
+    recent = panel
+    if history_weeks is not None:
+        start = first - pd.Timedelta(weeks=history_weeks)
+        recent = Panel(panel.counts[panel.counts["week"] >= start].reset_index(drop=True))
     forecasts = []
     for done, week in enumerate(sorted(weeks), start=1):
-        past = panel.until(week - pd.Timedelta(days=1))
+        past = recent.until(week - pd.Timedelta(days=1))
         forecast = model.predict(past, graph, (1,))  # type: ignore[attr-defined]
         forecasts.append(forecast.assign(week=week))
         if progress:
             progress(done, len(weeks))
     predicted = pd.concat(forecasts, ignore_index=True)
-    return assemble(panel, graph, predicted, panel.counts)
+    return assemble(recent, graph, predicted, recent.counts)
 
 
 def assemble(panel: Panel, graph: AreaGraph, forecasts: pd.DataFrame,

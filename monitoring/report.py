@@ -24,6 +24,7 @@ import html
 import io
 import json
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def suppress(count: float, floor: int = 5) -> str:
     """A count as published: ``"<floor>"`` below the floor, else the integer."""
     if not np.isfinite(count):
         return "n/a"
-    return f"<{floor}" if count < floor else str(int(round(count)))
+    return f"<{floor}" if count < floor else str(round(count))
 
 
 def count_class(count: float, floor: int = 5) -> str:
@@ -50,7 +51,7 @@ def count_class(count: float, floor: int = 5) -> str:
     edges = (floor, *[b for b in COUNT_BINS if b > floor])
     if count < edges[0]:
         return f"<{edges[0]}"
-    for low, high in zip(edges, edges[1:]):
+    for low, high in pairwise(edges):
         if count < high:
             return f"{low}–{high - 1}"
     return f"{edges[-1]}+"
@@ -82,12 +83,14 @@ def next_week_forecast(panel: Panel, graph: AreaGraph) -> tuple[str, pd.DataFram
             model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
             frame = model.predict(pd.DataFrame({"horizon": [1]}))
             return f"champion v{version}", frame
-        except Exception:  # fall through to the baseline; the label says which was used
-            pass
+        except Exception as exc:  # noqa: BLE001  (any load failure: publish the baseline)
+            why = f"champion v{version} could not be loaded: {type(exc).__name__}"
+    else:
+        why = "no champion registered"
     from crimecast.models import get_model
 
     model = get_model("historical_average").fit(panel, graph)
-    return "historical_average baseline (no champion registered)", model.predict(panel, graph, (1,))
+    return f"historical_average baseline ({why})", model.predict(panel, graph, (1,))
 
 
 def _png(fig: Any) -> str:
@@ -127,8 +130,8 @@ def _maps(layers: Any, floor: int) -> tuple[str, str]:
     for column, title, order in (
         ("risk_class", "Forecast risk next week (expected crimes per km², quintiles)",
          list(RISK_CLASSES)),
-        ("recent_count_class", "Recorded crimes, last 4 weeks (counts below "
-         f"{floor} shown as <{floor})", None),
+        ("recent_count_class", ("Recorded crimes, last 4 weeks (counts below "
+         f"{floor} shown as <{floor})"), None),
     ):
         values = layers[column]
         categories = order or sorted(values.unique(), key=_class_key)
@@ -193,9 +196,9 @@ def _audit_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "at": str(rec.get("at", ""))[:19].replace("T", " "),
             "event": rec.get("event", ""),
             "decision": rec.get("decision", rec.get("alias", "")),
-            "versions": " → ".join(str(v) for v in (rec.get("champion_version") or rec.get("from"),
-                                                    rec.get("challenger_version") or rec.get("to"))
-                                   if v),
+            "versions": " → ".join(
+                str(v) for v in (rec.get("champion_version") or rec.get("from"),
+                                 rec.get("challenger_version") or rec.get("to")) if v),
             "actor": rec.get("actor", ""),
             "reason": rec.get("reason", ""),
         })
@@ -222,17 +225,17 @@ def render_html(context: dict[str, Any]) -> str:
         "<title>crimecast — public transparency report</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>crimecast — public transparency report</h1>",
-        f"<p>Generated {html.escape(context['generated'])}. Data through the week of "
-        f"{html.escape(context['last_week'])}; {context['areas']} census tracts.</p>",
-        "<p class='note'>crimecast forecasts weekly crime counts for <b>places</b> (census "
+        (f"<p>Generated {html.escape(context['generated'])}. Data through the week of "
+        f"{html.escape(context['last_week'])}; {context['areas']} census tracts.</p>"),
+        ("<p class='note'>crimecast forecasts weekly crime counts for <b>places</b> (census "
         "tracts) and <b>weeks</b>. It never scores, lists or predicts individual people. "
-        f"Counts below {floor} are never shown exactly (they read “&lt;{floor}”).</p>",
+        f"Counts below {floor} are never shown exactly (they read “&lt;{floor}”).</p>"),
         "<h2>Maps</h2><div class='maps'>",
         f"<img alt='forecast risk map' src='data:image/png;base64,{context['risk_map']}'>",
         f"<img alt='recent recorded crime map' src='data:image/png;base64,{context['count_map']}'>",
         "</div>",
-        f"<p>Forecast by: {html.escape(context['forecast_model'])}. Map layers as GeoJSON: "
-        "<a href='map_layers.geojson'>map_layers.geojson</a> (classes only).</p>",
+        (f"<p>Forecast by: {html.escape(context['forecast_model'])}. Map layers as GeoJSON: "
+        "<a href='map_layers.geojson'>map_layers.geojson</a> (classes only).</p>"),
         "<h2>Accuracy, drift and fairness</h2>",
     ]
     if summary is None:
@@ -242,32 +245,34 @@ def render_html(context: dict[str, Any]) -> str:
         drift_ok = not latest["dataset_drift"]
         breaches = summary.get("disparity_breaches", [])
         parts += [
-            f"<p>Monitored weeks {summary['weeks'][0]} to {summary['weeks'][-1]} "
+            (f"<p>Monitored weeks {summary['weeks'][0]} to {summary['weeks'][-1]} "
             f"({len(summary['weeks'])} weeks, {html.escape(summary['source'])}, model "
-            f"{html.escape(str(summary['model']))}).</p>",
+            f"{html.escape(str(summary['model']))}).</p>"),
             _table([{
                 "mae": window.get("mae"), "reference_mae": window.get("reference_mae"),
                 "pai": window.get("pai@5%"), "coverage": window.get("coverage_80"),
             }], [("mae", "MAE (crimes per tract-week)"), ("reference_mae", "MAE, reference window"),
                  ("pai", "PAI, top 5 % of land area"), ("coverage", "80 % interval coverage")]),
-            f"<p>Data drift in the latest week ({latest['week']}): "
+            (f"<p>Data drift in the latest week ({latest['week']}): "
             f"<span class='{'ok' if drift_ok else 'alert'}'>"
             f"{'no' if drift_ok else 'yes'}</span> — {latest['drift_share']:.0%} of model inputs "
             f"drifted (alert at {summary['thresholds']['drift_share']:.0%}); forecasts "
-            f"{'drifted' if latest['prediction_drifted'] else 'stable'}.</p>",
-            f"<img alt='drift and error over time' src='data:image/png;base64,{context['history']}'>",
+            f"{'drifted' if latest['prediction_drifted'] else 'stable'}.</p>"),
+            ("<img alt='drift and error over time' "
+             f"src='data:image/png;base64,{context['history']}'>"),
             "<h3>By demographic group</h3>",
-            "<p>Each tract is labelled with one group (its majority race/ethnicity). "
+            ("<p>Each tract is labelled with one group (its majority race/ethnicity). "
             "<i>Flags per incident vs city</i>: how often the group's tracts are flagged as "
             "hotspots for each recorded crime, relative to the whole city (1.0 = parity; the "
             f"band {summary['thresholds']['band'][0]}–{summary['thresholds']['band'][1]} "
             "is the alert threshold). Shares compare where hotspot flags went with where "
-            "forecast risk and recorded crime are.</p>",
+            "forecast risk and recorded crime are.</p>"),
             _table(summary["groups"], [
                 ("group", "group"), ("areas", "tracts"), ("mae", "MAE"),
                 ("flag_rate_per_incident_ratio", "flags per incident vs city"),
                 ("flag_rate_per_resident_ratio", "flags per resident vs city"),
-                ("flagged_share", "share of hotspot flags"), ("risk_share", "share of forecast risk"),
+                ("flagged_share", "share of hotspot flags"),
+                ("risk_share", "share of forecast risk"),
                 ("crime_share", "share of recorded crime")]),
             ("<p class='ok'>All groups inside the disparity band.</p>" if not breaches else
              "<p class='alert'>Outside the disparity band: " + html.escape("; ".join(
@@ -288,9 +293,9 @@ def render_html(context: dict[str, Any]) -> str:
         rows = [{"policy": k, **v} for k, v in sim["policies"].items()]
         parts += [
             "<h2>Feedback-loop simulation</h2>",
-            "<p>On a synthetic city with known true crime rates, patrols follow the forecast "
+            ("<p>On a synthetic city with known true crime rates, patrols follow the forecast "
             "and find crimes where they patrol; the model is retrained weekly on what was "
-            "recorded. The gap is ½ Σ |patrol share − true crime share| over groups.</p>",
+            "recorded. The gap is ½ Σ |patrol share − true crime share| over groups.</p>"),
             _table(rows, [("policy", "training policy"), ("gap_first_week", "gap, first week"),
                           ("gap_mean_last_quarter", "gap, last quarter (mean)"),
                           ("most_overpatrolled_group", "most over-patrolled group")]),

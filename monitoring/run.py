@@ -77,7 +77,8 @@ def champion_version() -> tuple[str | None, str]:
         from crimecast import registry
 
         version = registry.resolve_alias("champion")
-    except Exception as exc:  # an unreachable tracking server must not stop monitoring
+    # An unreachable tracking server must not stop monitoring.
+    except Exception as exc:  # noqa: BLE001
         return None, f"registry unavailable: {exc}"
     return version, "" if version else "no @champion registered"
 
@@ -99,7 +100,7 @@ def forecaster_factory(name: str) -> tuple[Callable[[], Any], str]:
 
         try:
             model_name, params = registry.model_spec(version)
-        except Exception as exc:  # e.g. a version logged without model_params.json
+        except Exception as exc:  # noqa: BLE001  (e.g. a version without model_params.json)
             return ((lambda: get_model("historical_average")),
                     f"historical_average (champion v{version} not refittable: {exc})")
         return (lambda: get_model(model_name, **params)), f"champion v{version} ({model_name})"
@@ -128,7 +129,8 @@ def build_frames(panel: Panel, graph: AreaGraph, settings: MonitoringSettings,
             raise ValueError(f"prediction log {settings.predlog_url}: no served forecasts yet; "
                              "use --source replay to monitor the panel's last weeks")
     weeks, reference = monitored_weeks(panel, num_weeks, settings.reference_weeks)
-    frame = replay_frames(panel, graph, reference + weeks, factory, progress)
+    frame = replay_frames(panel, graph, reference + weeks, factory, progress,
+                          settings.history_weeks)
     current = frame[frame["week"].isin(weeks)].reset_index(drop=True)
     ref = frame[frame["week"].isin(reference)].reset_index(drop=True)
     return current, ref, "replay", label
@@ -137,8 +139,10 @@ def build_frames(panel: Panel, graph: AreaGraph, settings: MonitoringSettings,
 def _predlog_frames(panel: Panel, graph: AreaGraph, settings: MonitoringSettings,
                     served: pd.DataFrame, outcomes: pd.DataFrame,
                     factory: Callable[[], Any],
-                    progress: Callable[[int, int], None] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    served = served.assign(week=pd.to_datetime(served["week"]), area_id=served["area_id"].astype(str))
+                    progress: Callable[[int, int], None] | None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    served = served.assign(week=pd.to_datetime(served["week"]),
+                           area_id=served["area_id"].astype(str))
     # The newest model version's one-week-ahead forecast for each target week.
     served = (served[served["horizon"] == 1]
               .sort_values(["week", "model_version"])
@@ -156,7 +160,7 @@ def _predlog_frames(panel: Panel, graph: AreaGraph, settings: MonitoringSettings
     first = current["week"].min()
     usable = [w for w in panel.weeks if w < first and w not in set(panel.outage_weeks())]
     reference = usable[-settings.reference_weeks:]
-    ref = replay_frames(panel, graph, reference, factory, progress)
+    ref = replay_frames(panel, graph, reference, factory, progress, settings.history_weeks)
     return current, ref
 
 
@@ -223,7 +227,8 @@ def _report_week(week_frame: pd.DataFrame) -> tuple[pd.Timestamp, list[Any], dic
                                           timestamp=timestamp, tags=["drift"])
     table = disparity.group_table(week_frame, settings.disparity)
     groups = groups_snapshot(table, settings.disparity.band, timestamp)
-    return week, [snapshot, groups], {**result.as_row(), **_performance(week_frame, settings)}, table
+    row = {**result.as_row(), **_performance(week_frame, settings)}
+    return week, [snapshot, groups], row, table
 
 
 def _report_weeks(current: pd.DataFrame, reference: pd.DataFrame, settings: MonitoringSettings,
@@ -269,7 +274,8 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
              model: str) -> dict[str, Any]:
     last = weekly.iloc[-1]
     ref_scored = disparity.scored_frame(reference)
-    reference_mae = metrics.mae(ref_scored["actual"], ref_scored["mean"]) if len(ref_scored) else None
+    reference_mae = (metrics.mae(ref_scored["actual"], ref_scored["mean"])
+                     if len(ref_scored) else None)
     observed = weekly.dropna(subset=["mae"])
     return {
         "generated_at": datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -65,6 +65,7 @@ class MonitoringSettings(ConcernSettings):
     reference_max_rows: int = Field(20000, ge=100)
     replay_weeks: int = Field(12, ge=1)
     replay_model: str = "champion"
+    history_weeks: int = Field(104, ge=13)
     seed: int = 0
     workers: int = Field(2, ge=1)
     html_report: bool = True
@@ -79,7 +80,8 @@ class MonitoringSettings(ConcernSettings):
     @model_validator(mode="after")
     def _webhook_scheme(self) -> MonitoringSettings:
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook_url must start with http:// or https://, got {self.webhook_url!r}")
+            raise ValueError("webhook_url must start with http:// or https://, "
+                             f"got {self.webhook_url!r}")
         return self
 
     def path(self, key: str) -> Path:

@@ -18,9 +18,11 @@ task and stream per request.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +48,17 @@ ENDPOINTS: dict[str, tuple[str, type[BaseModel], bool]] = {
     "/reload": ("reload", EmptyRequest, True),
 }
 SCOPE_KEY = "crimecast"
+
+
+def _request_ids() -> Iterator[str]:
+    """Unique request ids without a syscall per request: a random 64-bit prefix per
+    process (so worker processes never collide) and a counter."""
+    prefix = os.urandom(8).hex()
+    for number in itertools.count():
+        yield f"{prefix}{number:016x}"
+
+
+_REQUEST_IDS = _request_ids()
 
 
 def _json_response(status: int, payload: dict[str, Any],
@@ -83,11 +96,16 @@ class Gateway:
     async def _guarded(self, runtime: Runtime, scope: dict[str, Any], receive: Any,
                        send: Any) -> None:
         started = time.perf_counter()
-        request_id = os.urandom(16).hex()  # 128 random bits, like uuid4, cheaper
+        request_id = next(_REQUEST_IDS)
         path = scope["path"]
         endpoint, schema, admin_only = ENDPOINTS.get(path, (path.strip("/") or "/", None, False))
-        headers = dict(scope["headers"])
-        key = runtime.keyring.identify(headers.get(b"x-api-key", b"").decode("latin-1"))
+        presented = declared = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                presented = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+        key = runtime.keyring.identify(presented)
         info: dict[str, Any] = {"request_id": request_id, "key_name": key.name if key else None,
                                 "endpoint": endpoint}
         body = b""
@@ -104,7 +122,6 @@ class Gateway:
             return
 
         limit = runtime.settings.limits.max_body_bytes
-        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await reply(413, {"error": "request body too large", "limit_bytes": limit})
             return

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +47,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger("crimecast.serving.predlog")
 
 FORECAST_VALUE_COLUMNS = ("mean", "lower_80", "upper_80", "lower_95", "upper_95")
 
@@ -248,8 +251,8 @@ class PredictionLog:
             try:
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:  # noqa: BLE001 - retried at the next tick
-                continue
+            except Exception:
+                log.warning("prediction-log checkpoint failed; retrying", exc_info=True)
 
     def _put(self, kind: str, payload: Any) -> concurrent.futures.Future[Any]:
         if self._closed:
@@ -299,7 +302,7 @@ class PredictionLog:
             with self.engine.begin() as conn:
                 conn.execute(self.predictions.insert(), [row for _, row, _ in logs])
             outcomes = [(waiter, None) for _, _, waiter in logs]
-        except Exception:
+        except Exception:  # noqa: BLE001 - decided row by row below
             # One bad row must not fail its neighbours: retry one by one.
             for _, row, waiter in logs:
                 try:

@@ -150,5 +150,5 @@ class Runtime:
                 self.reload()
             except NoChampion as exc:
                 log.warning("%s", exc)
-            except Exception:  # noqa: BLE001 - keep serving the current version
+            except Exception:  # keep serving the current version
                 log.exception("alias poll failed; still serving version %s", self.version)

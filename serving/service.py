@@ -131,7 +131,7 @@ class CrimecastService:
     @bentoml.api
     async def outcomes(self, request: OutcomesRequest, /, ctx: bentoml.Context) -> OutcomesResponse:
         """Record observed counts for past weeks (idempotent: re-posting replaces)."""
-        store, info = self._store(ctx)
+        _, info = self._store(ctx)
         assert self.runtime.predlog is not None
         rows = [Outcome(week=o.week, area_id=o.area_id, category=o.category, count=o.count)
                 for o in request.outcomes]

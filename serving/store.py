@@ -268,11 +268,12 @@ class ForecastStore:
                 land_area_km2=area_km2, group=str(self.info.group[i])))
         covered = float(np.nansum(land[chosen]) / total_land) if total_land > 0 else 0.0
         captured = float(risk[chosen].sum() / total_risk) if total_risk > 0 else 0.0
-        meta = dict(model_version=self.card.version, data_week=self.card.last_observed_week,
-                    target_week=self.target_week[request.horizon], horizon=request.horizon,
-                    category=request.category or ALL,
-                    selection="k" if request.k is not None else "area_share",
-                    area_share_covered=covered, expected_share_captured=captured)
+        meta: dict[str, Any] = {
+            "model_version": self.card.version, "data_week": self.card.last_observed_week,
+            "target_week": self.target_week[request.horizon], "horizon": request.horizon,
+            "category": request.category or ALL,
+            "selection": "k" if request.k is not None else "area_share",
+            "area_share_covered": covered, "expected_share_captured": captured}
         if request.format == "geojson":
             features = [Feature(id=s.area_id, geometry=self.info.geometry[i], properties=s)
                         for s, i in zip(spots, chosen, strict=True)]

@@ -117,3 +117,17 @@ def test_validate_writes_nothing_and_summary_reports_the_built_data(fetched: Pat
     assert "areas (tracts)" in result.output and "graph.npz not built" in result.output
     saved = json.loads((fetched / "artifacts" / "ingest_report.json").read_text())
     assert saved["rows_valid"] == report["rows_valid"]
+
+
+def test_api_rows_are_normalised_to_the_snapshot_columns() -> None:
+    from crimecast.sources.philadelphia import INCIDENT_COLUMNS, normalise_api_csv
+
+    text = ("objectid,dispatch_date,dispatch_time,ucr_general,point_x,point_y,location_block\n"
+            "1,2024-07-01T00:00:00Z,9:05,600,-75.1,39.9,100 BLOCK E SAMPLE ST\n"
+            "2,2024-07-02,13:05:07,abc,,39.9,\n"
+            "x,2024-07-02,13:05:07,600,-75.1,39.9,\n")
+    frame, rejected = normalise_api_csv(text)
+    assert rejected == 1 and list(frame.columns) == list(INCIDENT_COLUMNS)
+    assert frame["dispatch_date"].tolist() == ["2024-07-01", "2024-07-02"]
+    assert frame["dispatch_time"].tolist() == ["09:05:00", "13:05:07"]
+    assert frame["ucr_general"].tolist() == [600, -1]  # -1: quarantined later as unknown code

@@ -8,7 +8,6 @@ test-outputs/ and, for the README, docs/img/dashboard.png and docs/img/report.pn
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -65,14 +64,15 @@ def evidently_ui(monitored_home):
     port = _free_port()
     command = [str(Path(sys.executable).with_name("evidently")), "ui", "--workspace",
                str(home / "workspace"), "--host", "127.0.0.1", "--port", str(port)]
-    log = open(home / "evidently-ui.log", "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home,
-                               start_new_session=True)
+    with open(home / "evidently-ui.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home,
+                                   start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):  # readiness poll (0.5 s steps), not a speed requirement
             if process.poll() is not None:
-                raise AssertionError(f"evidently ui exited: {(home / 'evidently-ui.log').read_text()}")
+                log_text = (home / "evidently-ui.log").read_text()
+                raise AssertionError(f"evidently ui exited: {log_text}")
             try:
                 if httpx.get(f"{base}/api/projects", timeout=2).status_code == 200:
                     break
@@ -88,7 +88,6 @@ def evidently_ui(monitored_home):
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

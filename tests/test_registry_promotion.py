@@ -12,6 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
+from test_tracking_pyfunc import (  # noqa: F401  (shared fixtures)
+    mlflow_template_fixture,
+    tracked_project_fixture,
+)
 
 from crimecast.models.historical_average import HistoricalAverage
 from crimecast.registry import (
@@ -28,7 +32,6 @@ from crimecast.registry import (
     set_alias,
 )
 from crimecast.tracking import train_and_register
-from test_tracking_pyfunc import mlflow_template, tracked_project  # noqa: F401  (fixtures)
 
 
 class GroupScaled(HistoricalAverage):
@@ -41,7 +44,7 @@ class GroupScaled(HistoricalAverage):
         super().__init__(**kwargs)
         self.scale, self.group, self.group_factor = scale, group, group_factor
 
-    def _predict_mean(self, data, graph, horizons):  # noqa: ANN001, ANN202
+    def _predict_mean(self, data, graph, horizons):
         mean = super()._predict_mean(data, graph, horizons) * self.scale
         mean[graph.areas["group"].to_numpy() == self.group] *= self.group_factor
         return mean

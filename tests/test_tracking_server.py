@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_tracking_pyfunc import mlflow_template_fixture  # noqa: F401  (shared fixture)
 
 from crimecast.registry import model_info, resolve_alias
 from crimecast.tracking import TrackingSettings, train_and_register
-from test_tracking_pyfunc import mlflow_template  # noqa: F401  (fixture)
 
 
 def _free_port() -> int:
@@ -25,14 +25,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path: Path, mlflow_template: Path):  # noqa: ANN201
+def mlflow_server(tmp_path: Path, mlflow_template: Path):
     """``mlflow server`` on a free 127.0.0.1 port with its own SQLite store and proxied
     artifact directory; yields its URL, stops it afterwards."""
     store = tmp_path / "server" / "mlflow.db"
     store.parent.mkdir()
     shutil.copy(mlflow_template, store)
     port = _free_port()
-    log = open(tmp_path / "server" / "server.log", "w")
+    log = open(tmp_path / "server" / "server.log", "w")  # noqa: SIM115  (open while it runs)
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
          f"sqlite:///{store}", "--artifacts-destination", str(tmp_path / "server" / "artifacts"),

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from test_tracking_pyfunc import (  # noqa: F401  (shared fixtures)
+    mlflow_template_fixture,
+    tracked_project_fixture,
+)
 
 from crimecast.tracking import configure
 from crimecast.tuning import TuningSettings, tune
-from test_tracking_pyfunc import mlflow_template, tracked_project  # noqa: F401  (fixtures)
 
 
 @pytest.mark.slow
@@ -38,7 +41,7 @@ def test_median_pruner_stops_a_trial_worse_than_earlier_ones(tmp_project: Path) 
     settings = TuningSettings.load(pruner={"n_startup_trials": 2, "n_warmup_steps": 1})
     levels = iter([1.0, 1.2, 9.0])
 
-    def objective(params: dict, report) -> float:  # noqa: ANN001
+    def objective(params: dict, report) -> float:
         level = next(levels)
         for epoch in range(5):
             report(epoch, level)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
+from crimecast.contracts import AreaGraph, Panel
 from crimecast.io import write_json
 from crimecast.paths import resolve
 

@@ -80,9 +80,14 @@ def evaluate(
     """
     from rich.table import Table
 
+    from crimecast.registry import RegistryError
     from training import evaluate as stage
 
-    payload = stage.run(alias)
+    try:
+        payload = stage.run(alias)
+    except RegistryError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     table = Table(title=f"Backtest of @{alias} (v{payload['version']}) and baselines")
     for column in ("model", "Poisson deviance", "MAE", "PAI@5%", "coverage 80%"):
         table.add_column(column)
@@ -103,9 +108,14 @@ def promote(actor: Actor = None) -> None:
     appended to state/audit.jsonl, tagged on the model version and written to
     artifacts/promotion.json.
     """
+    from crimecast.registry import RegistryError
     from training import promote as stage
 
-    record = stage.run(actor)
+    try:
+        record = stage.run(actor)
+    except RegistryError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     colour = "green" if record["decision"] == "promoted" else "yellow"
     console = _console()
     console.print(f"[{colour}]{record['decision']}[/]: v{record['challenger_version']} "

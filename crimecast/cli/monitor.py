@@ -144,11 +144,11 @@ def feedback(
     weeks: int = typer.Option(30, min=2, help="Simulated weeks of patrolling."),
     areas: int = typer.Option(100, min=10, help="Areas of the synthetic city."),
     seed: int = typer.Option(7, help="Random seed (city and simulation)."),
-    patrol_share: float = typer.Option(0.1, min=0.01, max=1.0,
-                                       help="Share of areas patrolled each week."),
+    units: int = typer.Option(None, min=1, help="Patrol units split each week "
+                                                 "(default: one per area)."),
     model: str = typer.Option("historical_average",
                               help="Cheap crimecast model retrained weekly."),
-    out: Path = typer.Option(Path("reports/simulation"), help="Output directory."),
+    out: str = typer.Option("reports/simulation", help="Output directory."),
 ) -> None:
     """Feedback-loop simulation (Ensign et al. 2018): patrols follow the model's hotspots,
     discovery follows patrols, the model retrains on what was recorded. Runs the naive
@@ -156,10 +156,10 @@ def feedback(
     from crimecast.paths import resolve
     from monitoring.simulate import SimulationConfig, run_all, write_simulation
 
-    config = SimulationConfig(weeks=weeks, n_areas=areas, seed=seed, patrol_share=patrol_share,
+    config = SimulationConfig(weeks=weeks, n_areas=areas, seed=seed, patrol_units=units,
                               model=model)
     results = run_all(config, progress=True)
-    paths = write_simulation(results, resolve(out))
+    paths = write_simulation(results, resolve(out), config)
     for name, frame in results.items():
         final = frame.iloc[-1]
         typer.echo(f"{name:22s} final-week gap between patrol share and true crime share "
@@ -170,7 +170,7 @@ def feedback(
 
 @app.command("report")
 def report(
-    out: Path = typer.Option(None, help="Output directory (default: report_dir in config)."),
+    out: str | None = typer.Option(None, help="Output directory (default: report_dir in config)."),
 ) -> None:
     """Write the public transparency report (static HTML with embedded maps) to
     reports/index.html, plus a privacy-safe GeoJSON of forecast risk."""

@@ -46,11 +46,11 @@ def serve(
     typer.echo(f"prediction log: {settings.predlog_url()}")
     typer.echo(f"API keys: {keys_file} (+ ${settings.keys.env})")
     if not keys_file.exists() and not os.environ.get(settings.keys.env):
-        typer.secho("no API keys yet: every request will get 401. Create one with\n"
-                    "  crimecast keys add NAME            (add --admin for /reload)",
+        typer.secho("no API keys yet: every request will get 401 until you create one.",
                     fg=typer.colors.YELLOW)
+    typer.echo("create a key:  crimecast keys add NAME   (add --admin to allow /reload)")
     typer.echo("example:\n"
-               f"  curl -s -X POST {url}/forecast -H 'X-API-Key: <your key>' "
+               f"  curl -s -X POST {url}/forecast -H 'X-API-Key: <key printed by keys add>' "
                "-H 'Content-Type: application/json' -d '{\"horizon\": 1, \"area_ids\": null}'")
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:CrimecastService",
                "--host", host, "--port", str(port), "--working-dir", str(source_root)]

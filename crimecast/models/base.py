@@ -216,6 +216,12 @@ class Forecaster:
         return params
 
     @property
+    def history_weeks(self) -> int:
+        """Weeks of history ``predict`` reads; a shorter panel gives different forecasts
+        (callers that keep only recent weeks, like the service, must keep at least this)."""
+        return 52
+
+    @property
     def is_fitted(self) -> bool:
         return self.dispersion_ is not None
 

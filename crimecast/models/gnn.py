@@ -41,7 +41,7 @@ from crimecast.models.base import Forecaster, ModelError, PanelArrays
 
 WEIGHTS_FILE = "gnn.pt"
 CONV_TYPES = ("gcn", "graph", "gat")
-# Floor added to the 52-week mean before taking its log as the offset: a tract with no
+# Floor added to the long-run mean before taking its log as the offset: a tract with no
 # crime in a year still gets a small, finite expected count.
 BASE_FLOOR = 0.02
 
@@ -57,8 +57,10 @@ class SpatioTemporalGNN(nn.Module):
         z     = z + ReLU(W_j z)          j = 1..head_layers-1   (residual MLP head)
         log mu_i[h, c] = (W_o z_i)[h, c] + log(b_i[c] + 0.02)
 
-    where ``b_i[c]`` is the tract's 52-week mean count (the model learns a multiplicative
-    correction to it), ``A`` the weighted adjacency. Counts follow
+    where ``b_i[c]`` is the tract's long-run mean count (``base_window`` weeks, default
+    156: the sampling error of a w-week mean adds about 1/w to the Poisson deviance, 0.02
+    for a 52-week mean); the model learns a multiplicative correction to it; ``A`` is the
+    weighted adjacency. Counts follow
     ``NB(mu, alpha_c)`` (variance ``mu + alpha_c mu^2``, ``alpha_c = exp(log_alpha[c])``
     learned) or ``Poisson(mu)``.
 
@@ -211,7 +213,7 @@ class GNNForecaster(Forecaster):
 
     def __init__(self, *, lags: int = 8, hidden: int = 32, conv_layers: int = 2,
                  conv: str = "gcn", dropout: float = 0.1, likelihood: str = "negbin",
-                 head_layers: int = 2, seq_ratio: bool = True,
+                 head_layers: int = 2, seq_ratio: bool = True, base_window: int = 156,
                  horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4),
                  learning_rate: float = 0.01, weight_decay: float = 1e-4,
                  epochs: int = 60, patience: int = 8, train_weeks: int = 104,
@@ -227,6 +229,7 @@ class GNNForecaster(Forecaster):
         self.lags, self.hidden, self.conv_layers, self.conv = lags, hidden, conv_layers, conv
         self.dropout, self.likelihood = dropout, likelihood
         self.head_layers, self.seq_ratio = head_layers, seq_ratio
+        self.base_window = base_window
         self.horizons = list(horizons)
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.epochs, self.patience = epochs, patience
@@ -243,14 +246,18 @@ class GNNForecaster(Forecaster):
         self.history_: list[dict[str, float]] = []
 
     @property
+    def history_weeks(self) -> int:
+        return self.spec.min_history
+
+    @property
     def max_horizon(self) -> int:  # type: ignore[override]
         return max(self.horizons)
 
     # ------------------------------------------------------------------------ inputs
     @property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec(lags=self.lags, rolling_windows=(4, 13, 52), seasonal=True,
-                           spatial_lag=True)
+        return FeatureSpec(lags=self.lags, rolling_windows=(4, 13, 52, self.base_window),
+                           seasonal=True, spatial_lag=True)
 
     def _inputs(self, data: PanelArrays, graph: AreaGraph
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -259,7 +266,7 @@ class GNNForecaster(Forecaster):
         Returns ``seq [A, W, L, C']`` (log1p counts, oldest first, plus counts over the
         52-week mean when ``seq_ratio``: ``C' = 2C``), ``static [A, W, S]``
         (log1p of rolling/spatial means, week-of-year, area covariates; unscaled) and
-        ``log_base [A, W, C]`` (log of the 52-week mean + floor).
+        ``log_base [A, W, C]`` (log of the ``base_window``-week mean + floor).
         """
         cats = data.categories
         features, names = lag_features(data.counts, data.weeks, self.spec, graph=graph,
@@ -267,7 +274,7 @@ class GNNForecaster(Forecaster):
         index = {n: i for i, n in enumerate(names)}
         lag_idx = [[index[f"lag{k}_{c}"] for c in cats] for k in range(self.lags, 0, -1)]
         lags = features[:, :, np.array(lag_idx)]  # [A, W, L, C]
-        base = features[:, :, [index[f"mean52_{c}"] for c in cats]]  # [A, W, C]
+        base = features[:, :, [index[f"mean{self.base_window}_{c}"] for c in cats]]
         seq = np.log1p(lags)
         if self.seq_ratio:
             # Counts relative to the tract's usual level: near-repeat bursts are additive

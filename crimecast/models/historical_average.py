@@ -26,7 +26,7 @@ class HistoricalAverage(Forecaster):
     name: ClassVar[str] = "historical_average"
 
     def __init__(self, *, window: int | None = None,
-                 candidate_windows: tuple[int, ...] | list[int] = (4, 8, 13, 26, 52),
+                 candidate_windows: tuple[int, ...] | list[int] = (4, 8, 13, 26, 52, 104, 156),
                  validation_weeks: int = 26, mask_outages: bool = True) -> None:
         super().__init__(mask_outages=mask_outages)
         if window is not None and window < 1:
@@ -35,6 +35,10 @@ class HistoricalAverage(Forecaster):
         self.candidate_windows = list(candidate_windows)
         self.validation_weeks = validation_weeks
         self.window_: int | None = None
+
+    @property
+    def history_weeks(self) -> int:
+        return int(self.window_ or self.window or max(self.candidate_windows))
 
     def _fit(self, data: PanelArrays, graph: AreaGraph) -> None:
         if self.window is not None:

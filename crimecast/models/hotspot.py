@@ -53,7 +53,7 @@ class SelfExcitingHotspot(Forecaster):
 
     name: ClassVar[str] = "hotspot"
 
-    def __init__(self, *, background_weeks: int = 104, validation_weeks: int = 52,
+    def __init__(self, *, background_weeks: int = 156, validation_weeks: int = 52,
                  theta_grid: tuple[float, ...] | list[float] = (0.0, 0.1, 0.2, 0.4, 0.6,
                                                                  0.8, 1.0, 1.5),
                  tau_grid: tuple[float, ...] | list[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
@@ -69,6 +69,10 @@ class SelfExcitingHotspot(Forecaster):
         self.smoothing_grid = list(smoothing_grid)
         self.floor = floor
         self.params_: dict[str, float] | None = None
+
+    @property
+    def history_weeks(self) -> int:
+        return self.background_weeks
 
     @staticmethod
     def _excitation(counts: np.ndarray, outage: np.ndarray, spill: np.ndarray,

@@ -42,7 +42,8 @@ class LightGBMPoisson(Forecaster):
 
     name: ClassVar[str] = "lightgbm_poisson"
 
-    def __init__(self, *, lags: int = 4, rolling_windows: tuple[int, ...] | list[int] = (4, 13, 52),
+    def __init__(self, *, lags: int = 4,
+                 rolling_windows: tuple[int, ...] | list[int] = (4, 13, 52, 156),
                  horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4), train_weeks: int = 104,
                  validation_weeks: int = 8, num_boost_round: int = 400,
                  learning_rate: float = 0.05, num_leaves: int = 31, min_data_in_leaf: int = 100,
@@ -66,6 +67,10 @@ class LightGBMPoisson(Forecaster):
         self.seed = seed
         self.booster_: Any = None
         self.feature_names_: list[str] | None = None
+
+    @property
+    def history_weeks(self) -> int:
+        return self.spec.min_history
 
     @property
     def max_horizon(self) -> int:  # type: ignore[override]
@@ -116,7 +121,9 @@ class LightGBMPoisson(Forecaster):
 
         num_weeks = data.counts.shape[1]
         horizons = tuple(self.horizons)
-        first = max(self.spec.min_history - 1, num_weeks - 1 - self.train_weeks, 0)
+        # Rolling means cover the available weeks while fewer exist, so short panels still
+        # train (their long-window features are just noisier).
+        first = max(self.lags - 1, num_weeks - 1 - self.train_weeks, 0)
         origins = np.arange(first, num_weeks - 1)
         if len(origins) < 2:
             raise ModelError(f"lightgbm_poisson: panel has {num_weeks} weeks, too few to train")

@@ -47,6 +47,10 @@ class SeasonalNaive(Forecaster):
         self.validation_weeks = validation_weeks
         self.blend_: float | None = None
 
+    @property
+    def history_weeks(self) -> int:
+        return max(self.season_length * self.max_years + self.halfwidth, self.window)
+
     def _components(self, counts: np.ndarray, outage: np.ndarray,
                     horizons: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """``S`` and ``L * I``, each ``[A, H, C]``, for origin = the last week of ``counts``."""

@@ -56,7 +56,6 @@ CENSUS_NA = -666666666
 UNKNOWN_CODE = -1
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?")
 
 
 def write_incident_table(table: pa.Table, target: Path) -> Path:
@@ -89,9 +88,6 @@ class PhiladelphiaSource(Source):
     """The Philadelphia snapshot (see module docstring)."""
 
     name = "philadelphia"
-
-    def __init__(self, settings: DataSettings) -> None:
-        super().__init__(settings)
 
     def fetch(self, raw_dir: Path) -> list[Path]:
         source = snapshot_dir(self.settings)
@@ -196,9 +192,9 @@ def normalise_api_csv(text: str, origin: str = "API response") -> tuple[pd.DataF
     dates = raw["dispatch_date"].str.strip()
     dates = dates.where(~dates.str.match(_DATE), dates.str[:10])
     times = raw["dispatch_time"].str.strip()
-    hms = times.str.extract(r"^(\d{1,2}:\d{2}(?::\d{2})?)", expand=False)
-    times = times.where(hms.isna(), hms.str.pad(8, side="left", fillchar="0").where(
-        hms.str.len() != 5, hms + ":00"))
+    parts = times.str.extract(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?")
+    times = times.where(parts[0].isna(),
+                        parts[0].str.zfill(2) + ":" + parts[1] + ":" + parts[2].fillna("00"))
     code = pd.to_numeric(raw["ucr_general"].str.strip(), errors="coerce")
     frame = pd.DataFrame({
         "objectid": objectid.astype("int64").to_numpy(),
