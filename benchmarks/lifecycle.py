@@ -55,7 +55,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--scratch", type=Path, default=None,
                         help="scratch project dir (default: a temporary directory)")
-    parser.add_argument("--skip-tune", action="store_true", help="time train->promote only")
+    parser.add_argument("--skip-tune", action="store_true",
+                        help="time train->promote only; keep the tune numbers of the last "
+                             "results file (use --best-params to train with its params)")
+    parser.add_argument("--best-params", type=Path, default=None,
+                        help="a best_params.json to train with (with --skip-tune)")
     args = parser.parse_args()
 
     source = REPO / "artifacts"
@@ -71,6 +75,10 @@ def main() -> None:
         if (source / name).exists():
             shutil.copy(source / name, home / "artifacts" / name)
 
+    if args.best_params:
+        shutil.copy(args.best_params, home / "artifacts" / "best_params.json")
+    previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+
     from crimecast.contracts import AreaGraph, Panel
 
     panel = Panel.load(home / "artifacts" / "panel.parquet")
@@ -81,10 +89,13 @@ def main() -> None:
     for name in ("train", "evaluate", "promote"):
         steps.append(run_step(name, [name], home))
     by_step = {s["step"]: s["seconds"] for s in steps}
+    if args.skip_tune and "tune" in previous.get("seconds", {}):
+        by_step["tune"] = previous["seconds"]["tune"]  # measured by the previous full run
     train_run = json.loads((home / "artifacts" / "train_run.json").read_text())
     promotion = json.loads((home / "artifacts" / "promotion.json").read_text())
-    tune_result = (json.loads((home / "artifacts" / "best_params.json").read_text())
-                   if not args.skip_tune else None)
+    best_params = home / "artifacts" / "best_params.json"
+    tune_result = (json.loads(best_params.read_text()) if best_params.exists()
+                   else previous.get("tune"))
     result = {
         "benchmark": "lifecycle",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -97,7 +108,9 @@ def main() -> None:
         "seconds": {**by_step,
                     "train_to_promote": round(sum(by_step[s] for s in
                                                   ("train", "evaluate", "promote")), 1)},
-        "trials": args.trials if not args.skip_tune else 0,
+        "trials": args.trials if not args.skip_tune else previous.get("trials", 0),
+        "tune_date": (datetime.now(UTC).isoformat(timespec="seconds") if not args.skip_tune
+                      else previous.get("tune_date", previous.get("date"))),
         "tune": tune_result,
         "model": train_run["model_name"],
         "train_metrics": {k: v for k, v in train_run["metrics"].items()

@@ -66,6 +66,7 @@ class PromotionSettings(ConcernSettings):
     disparity_margin: float = 0.10
     disparity_kinds: list[str] = Field(default_factory=lambda: ["flag_rate_per_incident"])
     min_group_areas: int = 5
+    seed_champion_with_baseline: bool = True
     baselines: list[str] = Field(
         default_factory=lambda: ["historical_average", "seasonal_naive"])
 
@@ -116,14 +117,15 @@ def read_audit(path: Path | None = None) -> list[dict[str, Any]]:
     path = path or audit_path()
     if not path.exists():
         return []
+    lines = path.read_text().splitlines()
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            if number < len(path.read_text().splitlines()):
+            if number < len(lines):  # only the last line may be torn
                 raise RegistryError(f"{path}: line {number} is not valid JSON") from None
     return records
 
@@ -351,17 +353,23 @@ def promote(panel: Panel, graph: AreaGraph, *, actor: str | None = None,
         raise RegistryError(f"no version of '{model}' holds @{CHALLENGER}: run `crimecast train`")
     champion = resolve_alias(CHAMPION, tracking)
 
-    def scores_of(name: str, params: dict[str, Any]) -> dict[str, Any]:
-        _, summary = backtest(build_forecaster(name, params), panel, graph)
-        return gate_scores(summary, settings)
+    backtests: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def scores_of(label: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        backtests[label] = backtest(build_forecaster(name, params), panel, graph)
+        return gate_scores(backtests[label][1], settings)
 
     name, params = model_spec(challenger, tracking)
-    challenger_scores = scores_of(name, params)
+    challenger_scores = scores_of("challenger", name, params)
+    best = None
     if champion is not None:
         reference_label = f"champion v{champion}"
-        reference_scores = scores_of(*model_spec(champion, tracking))
+        reference_scores = scores_of("champion", *model_spec(champion, tracking))
     else:
-        baselines = {b: scores_of(b, {}) for b in settings.baselines}
+        from crimecast.models import ModelsSettings
+
+        configured = ModelsSettings.load()
+        baselines = {b: scores_of(b, b, configured.params_for(b)) for b in settings.baselines}
         best = min(baselines, key=lambda b: baselines[b]["poisson_deviance"])
         reference_label, reference_scores = f"baseline {best}", baselines[best]
 
@@ -382,7 +390,23 @@ def promote(panel: Panel, graph: AreaGraph, *, actor: str | None = None,
         "checks": verdict.checks, "alias_changes": changes,
     })
     _tag_version(client, model, challenger, "promotion", record)
+    if best is not None and not verdict.promote and settings.seed_champion_with_baseline:
+        _seed_champion(best, backtests[best], panel, graph, actor, tracking)
     return record
+
+
+def _seed_champion(baseline: str, scored: tuple[Any, dict[str, Any]], panel: Panel,
+                   graph: AreaGraph, actor: str | None, tracking: Any) -> None:
+    """Register the reference baseline (already backtested on these windows) and make it
+    the first ``@champion``, so serving has a model that met the bar the challenger missed."""
+    from crimecast.models import ModelsSettings
+    from crimecast.tracking import train_and_register
+
+    train_and_register(baseline, panel, graph, ModelsSettings.load().params_for(baseline),
+                       settings=tracking, backtest=lambda *_: scored, actor=actor,
+                       alias=CHAMPION, run_name=f"seed-champion-{baseline}",
+                       reason=f"no champion yet and the challenger was refused: the reference "
+                              f"baseline {baseline} becomes the first @{CHAMPION}")
 
 
 def _tag_version(client: Any, model: str, version: str, prefix: str, record: dict[str, Any]) -> None:

@@ -292,13 +292,15 @@ def train_and_register(
     alias: str = "challenger",
     run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    reason: str | None = None,
 ) -> TrainResult:
     """Backtest, fit and log one model, register it and give it ``alias``.
 
     ``backtest(forecaster, panel, graph) -> (per-row scores, summary)`` defaults to
     :func:`crimecast.registry.backtest_model` (rolling origin, C's backtest); the summary
     becomes the run's metrics and the model's ``backtest_metrics``. Then the model is fitted
-    on the whole ``panel`` and logged as a pyfunc. ``model_name`` is a name in
+    on the whole ``panel`` and logged as a pyfunc. ``reason`` goes to the audit record of
+    the alias change. ``model_name`` is a name in
     :mod:`crimecast.models` (or ``"module:Class"``); ``params`` its hyperparameters.
     """
     import mlflow
@@ -360,8 +362,8 @@ def train_and_register(
         client.set_model_version_tag(settings.registered_model, version, "model.name", model_name)
         client.set_model_version_tag(settings.registered_model, version, "data.version",
                                      versions["version"])
-    set_alias(alias, version, actor=actor, event="register",
-              reason=f"trained {model_name} in run {run.info.run_id}", settings=settings)
+    set_alias(alias, version, actor=actor, event="register", settings=settings,
+              reason=reason or f"trained {model_name} in run {run.info.run_id}")
     return TrainResult(run_id=run.info.run_id, model_name=model_name, version=version,
                        model_uri=f"models:/{settings.registered_model}/{version}",
                        data_version=versions["version"], metrics=metrics, params=full_params)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from crimecast.contracts import CATEGORIES, FORECAST_COLUMNS
-from crimecast.registry import model_info, resolve_alias, set_alias
+from crimecast.registry import PromotionSettings, model_info, promote, read_audit, resolve_alias
 from crimecast.tracking import (
     TrackingSettings,
     configure,
@@ -72,7 +72,17 @@ def test_registered_champion_serves_full_table_without_importing_training(
     result = train_and_register("historical_average", synthetic_city.panel, synthetic_city.graph,
                                 {"window": 8})
     assert resolve_alias("challenger") == result.version
-    set_alias("champion", result.version, reason="test")
+    # An impossible accuracy bar: refused against the best baseline, which then becomes
+    # the first champion (seed_champion_with_baseline) so there is always a model to serve.
+    decision = promote(synthetic_city.panel, synthetic_city.graph,
+                       settings=PromotionSettings(deviance_tolerance=-0.9))
+    assert decision["decision"] == "refused" and decision["reference"].startswith("baseline ")
+    baseline = decision["reference"].removeprefix("baseline ")
+    champion = model_info("champion")
+    assert champion["model_name"] == baseline and champion["version"] != result.version
+    assert read_audit()[-1]["alias_changes"] == [
+        {"alias": "champion", "from": None, "to": champion["version"]}]
+    assert resolve_alias("challenger") == result.version
 
     client = configure()
     run = client.get_run(result.run_id)
@@ -100,17 +110,12 @@ def test_registered_champion_serves_full_table_without_importing_training(
     last = synthetic_city.panel.last_week
     assert out["weeks"] == [str((last + pd.Timedelta(weeks=h)).date()) for h in (1, 2, 3, 4)]
     meta = out["metadata"]
-    assert meta["model_name"] == "historical_average"
-    assert meta["data_version"] == result.data_version
-    assert meta["last_observed_week"] == str(last.date())
+    assert meta["model_name"] == baseline and meta["run_id"] == champion["run_id"]
+    assert meta["data_version"] == result.data_version == champion["data_version"]
+    assert meta["last_observed_week"] == str(last.date()) == champion["last_observed_week"]
     assert meta["backtest_metrics"]["overall.poisson_deviance"] == pytest.approx(
-        result.metrics["overall.poisson_deviance"])
-    assert {"trained_at", "run_id"} <= set(meta)
-
-    info = model_info("champion")
-    assert info["version"] == result.version and info["run_id"] == result.run_id
-    assert info["data_version"] == result.data_version
-    assert info["last_observed_week"] == str(last.date())
+        champion["backtest_metrics"]["overall.poisson_deviance"])
+    assert "trained_at" in meta
 
 
 def test_data_version_prefers_dvc_lock_then_file_hash(tmp_project: Path) -> None:

@@ -3,7 +3,9 @@ artifacts and the registry all go through HTTP."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +39,8 @@ def mlflow_server(tmp_path: Path, mlflow_template: Path):
         [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
          f"sqlite:///{store}", "--artifacts-destination", str(tmp_path / "server" / "artifacts"),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path / "server")
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path / "server",
+        start_new_session=True)  # its own process group: the server forks workers
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -53,11 +56,12 @@ def mlflow_server(tmp_path: Path, mlflow_template: Path):
             raise RuntimeError("mlflow server did not become healthy in 120 s")
         yield url
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
         log.close()
 
 

@@ -21,9 +21,11 @@ PROMOTION = Path("artifacts/promotion.json")
 
 def run(actor: str | None = None, output: Path | None = None) -> dict[str, Any]:
     """Run the gate; write and return the decision record."""
-    from crimecast.registry import promote
+    from crimecast.registry import promote, resolve_alias
 
     record = promote(Panel.load(), AreaGraph.load(), actor=actor)
+    # A refusal with no champion may have seeded one from the baseline: say who serves.
+    record = {**record, "champion_after": resolve_alias("champion")}
     write_json(resolve(output or PROMOTION), record)
     return record
 
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     record = run(args.actor)
     print(f"{record['decision']}: v{record['challenger_version']} — {record['reason']}")
+    print(f"@champion is now {record['champion_after'] and 'v' + record['champion_after']}")
     print(f"wrote {resolve(PROMOTION)}")
 
 

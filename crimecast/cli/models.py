@@ -125,6 +125,8 @@ def promote(actor: Actor = None) -> None:
         mark = "[green]ok[/]" if check["passed"] else "[red]FAIL[/]"
         console.print(f"  {mark} {check['check']}: challenger {_num(check['challenger'])}, "
                       f"reference {_num(check['reference'])}")
+    after = record.get("champion_after")
+    console.print(f"@champion is now {'v' + after if after else 'unset'}")
     console.print(f"wrote {_where(stage.PROMOTION)} and appended to {_audit()}")
 
 

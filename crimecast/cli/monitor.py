@@ -150,9 +150,9 @@ def feedback(
                               help="Cheap crimecast model retrained weekly."),
     out: str = typer.Option("reports/simulation", help="Output directory."),
 ) -> None:
-    """Feedback-loop simulation (Ensign et al. 2018): patrols follow the model's hotspots,
-    discovery follows patrols, the model retrains on what was recorded. Runs the naive
-    loop and two mitigations and writes plots and tables."""
+    """Feedback-loop simulation (Ensign et al. 2018): patrol units follow the model's
+    forecast, discovery follows patrols, the model retrains on what was recorded. Runs the
+    naive loop and two mitigations and writes plots and tables."""
     from crimecast.paths import resolve
     from monitoring.simulate import SimulationConfig, run_all, write_simulation
 
@@ -173,7 +173,7 @@ def report(
     out: str | None = typer.Option(None, help="Output directory (default: report_dir in config)."),
 ) -> None:
     """Write the public transparency report (static HTML with embedded maps) to
-    reports/index.html, plus a privacy-safe GeoJSON of forecast risk."""
+    reports/index.html, plus the map layers as GeoJSON (count and risk classes only)."""
     from crimecast.paths import resolve
     from monitoring.report import build_report
 

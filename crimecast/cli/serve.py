@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,10 +55,17 @@ def serve(
                "-H 'Content-Type: application/json' -d '{\"horizon\": 1, \"area_ids\": null}'")
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:CrimecastService",
                "--host", host, "--port", str(port), "--working-dir", str(source_root)]
+    server = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        # Stopping `crimecast serve` stops BentoML (which stops its workers).
+        server.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
     try:
-        code = subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        code = 0
+        code = server.wait()
+    except KeyboardInterrupt:  # Ctrl+C reached BentoML too (same process group)
+        code = server.wait()
     raise typer.Exit(code)
 
 

@@ -76,27 +76,37 @@ class PanelArrays:
 def panel_arrays(panel: Panel, graph: AreaGraph) -> PanelArrays:
     """Turn a panel into dense ``[A, W, C]`` counts in ``graph.area_ids`` order.
 
-    Weeks missing from the long frame (none, normally: the panel has zero rows) are filled
-    with zeros by :meth:`Panel.to_array`; a week is an outage week when any of its rows is
-    flagged. Raises :class:`ModelError` when the panel has no rows or areas the graph lacks.
+    Weeks run on a regular 7-day grid from the first to the last week of the panel; a week
+    with no rows at all is a gap, filled with zeros and treated as an outage, as is any
+    week with a row flagged ``outage``. Categories follow :attr:`Panel.categories`.
+    Scatters rows straight into the array (no pivot table), so a 100k-area panel costs
+    little more than the array itself. Raises :class:`ModelError` when the panel is empty
+    or has areas the graph lacks.
     """
-    if panel.counts.empty:
+    frame = panel.counts
+    if frame.empty:
         raise ModelError("panel is empty: no (area_id, week, category) rows to learn from")
-    unknown = set(panel.counts["area_id"].unique()) - set(graph.area_ids)
-    if unknown:
+    area_pos = pd.Index(np.asarray(graph.area_ids, dtype=str)).get_indexer(
+        frame["area_id"].astype(str))
+    if (area_pos < 0).any():
+        unknown = sorted(set(frame["area_id"].astype(str)[area_pos < 0]))
         raise ModelError(f"panel has {len(unknown)} area_id(s) missing from the graph, "
-                         f"e.g. {sorted(unknown)[:3]}")
-    counts, weeks, cats = panel.to_array(graph.area_ids)
-    # Regular weekly grid: a week with no rows at all is a gap, treated as an outage.
-    grid = pd.date_range(weeks[0], weeks[-1], freq="7D")
-    if len(grid) != len(weeks):
-        full = np.zeros((counts.shape[0], len(grid), counts.shape[2]), dtype=np.float32)
-        full[:, grid.get_indexer(weeks), :] = counts
-        missing = ~grid.isin(weeks)
-        counts, weeks = full, grid
-    else:
-        missing = np.zeros(len(weeks), dtype=bool)
-    outage = np.asarray(weeks.isin(panel.outage_weeks())) | missing
+                         f"e.g. {unknown[:3]}")
+    cats = panel.categories
+    week_values = pd.DatetimeIndex(frame["week"])
+    weeks = pd.date_range(week_values.min(), week_values.max(), freq="7D")
+    week_pos = weeks.get_indexer(week_values)
+    if (week_pos < 0).any():
+        odd = week_values[week_pos < 0][0]
+        raise ModelError(f"panel week {odd} is not on the weekly grid starting {weeks[0]}")
+    cat_pos = pd.Index(cats).get_indexer(frame["category"])
+    counts = np.zeros((graph.num_nodes, len(weeks), len(cats)), dtype=np.float32)
+    np.add.at(counts, (area_pos, week_pos, cat_pos), frame["count"].to_numpy(np.float32))
+    present = np.zeros(len(weeks), dtype=bool)
+    present[np.unique(week_pos)] = True
+    outage = ~present
+    flagged = frame["outage"].to_numpy(dtype=bool)
+    outage[np.unique(week_pos[flagged])] = True
     return PanelArrays(counts=counts, outage=outage, weeks=weeks, categories=cats)
 
 
