@@ -487,8 +487,13 @@ def evaluate(panel: Panel, graph: AreaGraph, *, alias: str = CHALLENGER,
     if version is None:
         raise RegistryError(f"no version of '{tracking.registered_model}' holds @{alias}")
     name, params = model_spec(version, tracking)
+    from crimecast.models import ModelsSettings
+
+    configured = ModelsSettings.load()
+    # Baselines with their configured hyperparameters, even when the challenger is the same
+    # model class (tuned params differ): the table then shows what tuning bought.
     candidates = {f"v{version}:{name}": (name, params),
-                  **{b: (b, {}) for b in settings.baselines if b != name}}
+                  **{b: (b, configured.params_for(b)) for b in settings.baselines}}
     versions = data_version()
     payload: dict[str, Any] = {"version": version, "alias": alias, "model": name,
                                "data_version": versions["version"], "models": {}, "gate": {}}

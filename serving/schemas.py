@@ -8,7 +8,7 @@ tract ids and categories) and on configured limits are checked by
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -168,7 +168,11 @@ class OutcomesResponse(BaseModel):
     weeks: list[date]
 
 
-class ModelResponse(BaseModel):
+class ModelCard(BaseModel):
+    """Who answers: the registered model version and what it was trained on."""
+
+    model_config = ConfigDict(frozen=True)
+
     model_name: str
     version: str
     alias: str
@@ -176,7 +180,10 @@ class ModelResponse(BaseModel):
     last_observed_week: date
     trained_at: str | None
     backtest_metrics: dict[str, Any]
-    loaded_at: datetime
+    loaded_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class ModelResponse(ModelCard):
     areas: int
     categories: list[str]
     horizons: list[int]

@@ -18,7 +18,6 @@ HTTP in BentoML 1.4 and miss the key): shared logic lives in plain methods of th
 from __future__ import annotations
 
 import asyncio
-import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -42,8 +41,6 @@ from serving.schemas import (
 )
 from serving.settings import ServingSettings
 from serving.store import ForecastStore
-
-log = logging.getLogger("crimecast.serving")
 
 SETTINGS = ServingSettings.load()
 # Filled by the service instance at startup; the gateway reads it (same worker process).

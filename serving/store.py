@@ -11,7 +11,7 @@ Requests never call the model: ``forecast`` picks pre-built rows, ``hotspots`` a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from serving.schemas import (
     Hotspot,
     HotspotsRequest,
     HotspotsResponse,
+    ModelCard,
     ModelResponse,
     OutcomesRequest,
 )
@@ -42,20 +43,6 @@ VALUE_COLUMNS = ("mean", "lower_80", "upper_80", "lower_95", "upper_95")
 ALL = "all"
 # Listing every unknown id in a 422 could echo a huge request back; the count is enough.
 _MAX_LISTED = 20
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """Who answers: the registered model version and what it was trained on."""
-
-    model_name: str
-    version: str
-    alias: str
-    data_version: str | None
-    last_observed_week: date
-    trained_at: str | None
-    backtest_metrics: dict[str, Any]
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -312,13 +299,8 @@ class ForecastStore:
             cap_ratio=cap_ratio, weighting=weighting, allocations=allocations, groups=groups)
 
     def model_response(self) -> ModelResponse:
-        card = self.card
-        return ModelResponse(
-            model_name=card.model_name, version=card.version, alias=card.alias,
-            data_version=card.data_version, last_observed_week=card.last_observed_week,
-            trained_at=card.trained_at, backtest_metrics=card.backtest_metrics,
-            loaded_at=card.loaded_at, areas=len(self.area_ids), categories=self.categories,
-            horizons=self.horizons)
+        return ModelResponse(**self.card.model_dump(), areas=len(self.area_ids),
+                             categories=self.categories, horizons=self.horizons)
 
 
 def card_from_metadata(metadata: dict[str, Any], version: str, alias: str,

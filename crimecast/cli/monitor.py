@@ -7,7 +7,7 @@ the commands so ``crimecast --help`` stays fast.
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -133,10 +133,12 @@ def ui(
         typer.secho(f"error: workspace {directory} not found; run `crimecast monitor run` first",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    typer.echo(f"Evidently UI for {directory} on http://{host}:{port} (Ctrl-C to stop)")
-    command = [str(Path(sys.executable).with_name("evidently")), "ui", "--workspace",
-               str(directory), "--host", host, "--port", str(port)]
-    raise typer.Exit(subprocess.call(command))
+    typer.echo(f"Evidently UI for {directory} on http://{host}:{port} (Ctrl-C to stop)",
+               err=True)
+    executable = str(Path(sys.executable).with_name("evidently"))
+    # Replace this process, so signals (Ctrl-C, kill PID) reach the server directly.
+    os.execv(executable, [executable, "ui", "--workspace", str(directory), "--host", host,
+                          "--port", str(port)])
 
 
 @simulate_app.command("feedback")

@@ -216,7 +216,7 @@ class GNNForecaster(Forecaster):
                  head_layers: int = 2, seq_ratio: bool = True, base_window: int = 156,
                  horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4),
                  learning_rate: float = 0.01, weight_decay: float = 1e-4,
-                 epochs: int = 60, patience: int = 8, train_weeks: int = 104,
+                 epochs: int = 60, patience: int = 8, train_weeks: int = 156,
                  validation_weeks: int = 8, snapshots_per_batch: int = 8,
                  full_batch_max_nodes: int = 20000, batch_size: int = 2048,
                  num_neighbors: tuple[int, ...] | list[int] = (10, 10),

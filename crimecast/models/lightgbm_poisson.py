@@ -44,7 +44,7 @@ class LightGBMPoisson(Forecaster):
 
     def __init__(self, *, lags: int = 4,
                  rolling_windows: tuple[int, ...] | list[int] = (4, 13, 52, 156),
-                 horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4), train_weeks: int = 104,
+                 horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4), train_weeks: int = 156,
                  validation_weeks: int = 8, num_boost_round: int = 400,
                  learning_rate: float = 0.05, num_leaves: int = 31, min_data_in_leaf: int = 100,
                  feature_fraction: float = 0.8, lambda_l2: float = 1.0,
