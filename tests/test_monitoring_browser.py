@@ -8,7 +8,9 @@ test-outputs/ and, for the README, docs/img/dashboard.png and docs/img/report.pn
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -83,11 +85,12 @@ def evidently_ui(monitored_home):
             raise AssertionError("evidently ui did not answer /api/projects")
         yield base, project_id
     finally:
-        process.terminate()
+        # The evidently CLI starts the server as a child: stop the whole session we made.
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
