@@ -234,11 +234,55 @@ def model_spec(version: str, settings: Any = None) -> tuple[str, dict[str, Any]]
 
 def backtest_model(forecaster: Any, panel: Panel, graph: AreaGraph) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Rolling-origin backtest of an unfitted forecaster (:mod:`crimecast.backtest`, with
-    the settings of configs/models.yaml). Returns (per-row scores, summary)."""
-    from crimecast import backtest
+    the settings of configs/models.yaml). Returns (per-row scores, summary).
 
-    result = backtest.run_backtest(forecaster, panel, graph)
+    Results are memoised under ``state/backtests/<key>/`` where the key hashes everything
+    the result depends on: the model class and hyperparameters, the panel and graph
+    contents, the backtest settings and the source of the model/backtest/metrics code.
+    train, evaluate and promote backtest the same specifications on the same windows, so
+    the chain computes each one once.
+    """
+    from crimecast import backtest
+    from crimecast.io import atomic_path, write_json
+    from crimecast.models import ModelsSettings
+
+    settings = ModelsSettings.load().backtest
+    cache = resolve("state/backtests") / _backtest_key(forecaster, panel, graph, settings)
+    if (cache / "summary.json").exists():
+        return pd.read_parquet(cache / "rows.parquet"), json.loads((cache / "summary.json").read_text())
+    result = backtest.run_backtest(forecaster, panel, graph, settings)
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache / "rows.parquet") as tmp:
+        result.rows.to_parquet(tmp, index=False)
+    write_json(cache / "summary.json", result.summary)  # written last: marks the entry complete
     return result.rows, result.summary
+
+
+def _backtest_key(forecaster: Any, panel: Panel, graph: AreaGraph, settings: Any) -> str:
+    import hashlib
+    import inspect
+
+    import crimecast.backtest
+    import crimecast.features
+    import crimecast.metrics
+    import crimecast.models.base
+
+    digest = hashlib.sha256()
+    cls = type(forecaster)
+    spec = {"class": f"{cls.__module__}:{cls.__qualname__}", "params": forecaster.get_params(),
+            "backtest": settings.model_dump(mode="json")}
+    digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    for module in (crimecast.backtest, crimecast.features, crimecast.metrics,
+                   crimecast.models.base, inspect.getmodule(cls)):
+        try:
+            digest.update(inspect.getsource(module).encode())
+        except (OSError, TypeError):  # no source (e.g. a class built at runtime)
+            digest.update(repr(module).encode())
+    digest.update(pd.util.hash_pandas_object(panel.counts, index=False).to_numpy().tobytes())
+    digest.update(pd.util.hash_pandas_object(graph.areas.reset_index(), index=False)
+                  .to_numpy().tobytes())
+    digest.update(graph.edge_index.tobytes() + graph.edge_weight.tobytes())
+    return digest.hexdigest()[:24]
 
 
 # ------------------------------------------------------------------------------ gate

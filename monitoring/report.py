@@ -367,6 +367,4 @@ def build_report(settings: MonitoringSettings, directory: Path) -> dict[str, Pat
     }
     paths = {"html": write_text(directory / "index.html", render_html(context))}
     paths["geojson"] = write_text(directory / "map_layers.geojson", layers.to_json())
-    for path in paths.values():
-        path.chmod(0o644)  # published files: readable by the web server, not only by us
     return paths

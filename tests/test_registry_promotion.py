@@ -174,3 +174,24 @@ def test_champion_lineage_follows_promotions_and_rollbacks(tmp_path: Path) -> No
             {"alias": "champion", "from": before, "to": after}]}, log)
     assert champion_lineage(log) == ["1", "2"]
     assert [c["to"] for c in alias_history(log)] == ["1", "2", "3", "2"]
+
+
+def test_backtests_are_computed_once_per_specification(
+        synthetic_city, synthetic_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crimecast.backtest
+    from crimecast.models import get_model
+    from crimecast.registry import backtest_model
+
+    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "4")
+    calls = []
+    real = crimecast.backtest.run_backtest
+    monkeypatch.setattr(crimecast.backtest, "run_backtest",
+                        lambda *a, **k: calls.append(a[0].get_params()) or real(*a, **k))
+    panel, graph = synthetic_city.panel, synthetic_city.graph
+    rows, summary = backtest_model(get_model("historical_average", window=4), panel, graph)
+    again_rows, again = backtest_model(get_model("historical_average", window=4), panel, graph)
+    assert len(calls) == 1 and again == summary and again_rows.equals(rows)
+    backtest_model(get_model("historical_average", window=8), panel, graph)
+    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "5")
+    backtest_model(get_model("historical_average", window=4), panel, graph)
+    assert len(calls) == 3, "new params or new windows are new backtests"

@@ -86,10 +86,9 @@ def panel_arrays(panel: Panel, graph: AreaGraph) -> PanelArrays:
     frame = panel.counts
     if frame.empty:
         raise ModelError("panel is empty: no (area_id, week, category) rows to learn from")
-    area_pos = pd.Index(np.asarray(graph.area_ids, dtype=str)).get_indexer(
-        frame["area_id"].astype(str))
+    area_pos = pd.Index(np.asarray(graph.area_ids, dtype=str)).get_indexer(frame["area_id"])
     if (area_pos < 0).any():
-        unknown = sorted(set(frame["area_id"].astype(str)[area_pos < 0]))
+        unknown = sorted(set(frame["area_id"][area_pos < 0].astype(str)))
         raise ModelError(f"panel has {len(unknown)} area_id(s) missing from the graph, "
                          f"e.g. {unknown[:3]}")
     cats = panel.categories

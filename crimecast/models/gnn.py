@@ -264,7 +264,7 @@ class GNNForecaster(Forecaster):
         """Model inputs for every (area, origin week).
 
         Returns ``seq [A, W, L, C']`` (log1p counts, oldest first, plus counts over the
-        52-week mean when ``seq_ratio``: ``C' = 2C``), ``static [A, W, S]``
+        long-run mean when ``seq_ratio``: ``C' = 2C``), ``static [A, W, S]``
         (log1p of rolling/spatial means, week-of-year, area covariates; unscaled) and
         ``log_base [A, W, C]`` (log of the ``base_window``-week mean + floor).
         """
@@ -272,23 +272,32 @@ class GNNForecaster(Forecaster):
         features, names = lag_features(data.counts, data.weeks, self.spec, graph=graph,
                                        categories=cats, outage=data.outage)
         index = {n: i for i, n in enumerate(names)}
-        lag_idx = [[index[f"lag{k}_{c}"] for c in cats] for k in range(self.lags, 0, -1)]
-        lags = features[:, :, np.array(lag_idx)]  # [A, W, L, C]
+        lag_idx = np.array([[index[f"lag{k}_{c}"] for c in cats]
+                            for k in range(self.lags, 0, -1)])
         base = features[:, :, [index[f"mean{self.base_window}_{c}"] for c in cats]]
-        seq = np.log1p(lags)
+        num_areas, num_weeks = features.shape[:2]
+        # Filled block by block into preallocated float32 arrays: on a 100k-area city each
+        # temporary copy of these is a gigabyte.
+        channels = 2 if self.seq_ratio else 1
+        seq = np.empty((num_areas, num_weeks, self.lags, channels * len(cats)), np.float32)
+        seq[..., : len(cats)] = features[:, :, lag_idx]
         if self.seq_ratio:
             # Counts relative to the tract's usual level: near-repeat bursts are additive
             # on the count scale, which log1p alone makes hard to read.
-            seq = np.concatenate([seq, lags / (base[:, :, None, :] + 0.1)], axis=3)
+            seq[..., len(cats):] = seq[..., : len(cats)]
+            seq[..., len(cats):] /= base[:, :, None, :] + 0.1
+        np.log1p(seq[..., : len(cats)], out=seq[..., : len(cats)])
         count_static = [i for n, i in index.items() if not n.startswith(("lag", "woy_"))]
         woy = [index["woy_sin"], index["woy_cos"]]
         covariates = area_covariates(graph.areas)  # [A, 8]
-        num_areas, num_weeks = features.shape[:2]
-        static = np.concatenate([
-            np.log1p(features[:, :, count_static]), features[:, :, woy],
-            np.broadcast_to(covariates[:, None, :], (num_areas, num_weeks, covariates.shape[1])),
-        ], axis=2).astype(np.float32)
-        return seq.astype(np.float32), static, np.log(base + BASE_FLOOR).astype(np.float32)
+        static = np.empty((num_areas, num_weeks, len(count_static) + 2 + covariates.shape[1]),
+                          np.float32)
+        static[..., : len(count_static)] = features[:, :, count_static]
+        np.log1p(static[..., : len(count_static)], out=static[..., : len(count_static)])
+        static[..., len(count_static): len(count_static) + 2] = features[:, :, woy]
+        static[..., len(count_static) + 2:] = covariates[:, None, :]
+        del features
+        return seq, static, np.log(base + BASE_FLOOR).astype(np.float32)
 
     @staticmethod
     def _edges(graph: AreaGraph) -> tuple[Tensor, Tensor]:
@@ -327,7 +336,8 @@ class GNNForecaster(Forecaster):
         flat_static = static[:, train_origins].reshape(-1, static.shape[-1])
         self.static_mean_ = flat_static.mean(axis=0)
         self.static_std_ = np.maximum(flat_static.std(axis=0), 1e-6)
-        static = (static - self.static_mean_) / self.static_std_
+        static -= self.static_mean_
+        static /= self.static_std_
         y_train, m_train = self._targets(data, train_origins)
         y_val, m_val = self._targets(data, val_origins)
         edge_index, edge_weight = self._edges(graph)
