@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
-from crimecast.io import write_json
+from crimecast.io import atomic_path, write_json
 
 F = TypeVar("F", bound="Forecaster")
 
@@ -365,7 +365,6 @@ class Forecaster:
         state, arrays = self._get_state()
         arrays = {**arrays, "dispersion": np.asarray(self.dispersion_, dtype=np.float64),
                   "area_ids": np.asarray(self.area_ids_, dtype=str)}
-        from crimecast.io import atomic_path
 
         with atomic_path(directory / ARRAYS_FILE) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)

@@ -212,13 +212,13 @@ class GNNForecaster(Forecaster):
     name: ClassVar[str] = "gnn"
 
     def __init__(self, *, lags: int = 8, hidden: int = 32, conv_layers: int = 2,
-                 conv: str = "gcn", dropout: float = 0.1, likelihood: str = "negbin",
+                 conv: str = "graph", dropout: float = 0.1, likelihood: str = "negbin",
                  head_layers: int = 2, seq_ratio: bool = True, base_window: int = 156,
                  horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4),
                  learning_rate: float = 0.01, weight_decay: float = 1e-4,
                  epochs: int = 60, patience: int = 8, train_weeks: int = 156,
                  validation_weeks: int = 8, snapshots_per_batch: int = 8,
-                 full_batch_max_nodes: int = 20000, batch_size: int = 2048,
+                 full_batch_max_nodes: int = 20000, batch_size: int = 512,
                  num_neighbors: tuple[int, ...] | list[int] = (10, 10),
                  num_threads: int = 1, seed: int = 0, mask_outages: bool = True) -> None:
         super().__init__(mask_outages=mask_outages)
