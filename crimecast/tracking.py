@@ -250,7 +250,8 @@ def log_pyfunc(forecaster: Any, graph: AreaGraph, panel: Panel, metadata: dict[s
                settings: TrackingSettings) -> Any:
     """Log ``forecaster`` (fitted) as a crimecast pyfunc in the active run and register it.
 
-    The model stores ``graph`` and the last ``settings.history_weeks`` of ``panel``.
+    The model stores ``graph`` and the last ``settings.history_weeks`` of ``panel`` (at least
+    the forecaster's own ``history_weeks``, so served forecasts equal the backtested ones).
     Returns MLflow's ``ModelInfo`` (``registered_model_version`` is the new version).
     """
     import mlflow
@@ -258,7 +259,8 @@ def log_pyfunc(forecaster: Any, graph: AreaGraph, panel: Panel, metadata: dict[s
 
     from crimecast.pyfunc import CrimecastModel, recent_history, save_bundle
 
-    history = recent_history(panel, settings.history_weeks)
+    history = recent_history(panel, max(settings.history_weeks,
+                                        getattr(forecaster, "history_weeks", 0)))
     python_model = CrimecastModel(metadata)
     input_example = pd.DataFrame({"horizon": list(HORIZONS)})
     with tempfile.TemporaryDirectory(prefix="crimecast-model-") as tmp, warnings.catch_warnings():
