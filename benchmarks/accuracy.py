@@ -15,7 +15,7 @@ Parts:
   city with neighbour-sampled mini-batches (target ≤ 8 GiB).
 
 Writes ``benchmarks/results/accuracy.json`` (updated after every part, so partial runs
-keep their numbers) and prints Markdown tables for ``docs/readme/models.md``.
+keep their numbers) and prints Markdown tables for ``docs/models.md``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -44,7 +44,7 @@ class ConcernSettings(BaseModel):
         return (home or project_home()) / "configs" / f"{cls.concern}.yaml"
 
     @classmethod
-    def load(cls: type[S], path: str | Path | None = None, **overrides: Any) -> S:
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Self:
         """Read the YAML file (missing file means all defaults), apply env and keyword
         overrides, validate. Keyword overrides win over env, env over the file."""
         file = Path(path) if path else cls.config_path()

@@ -50,7 +50,7 @@ class TrackingSettings(ConcernSettings):
     artifact_root: str = "state/mlartifacts"
     experiment: str = "crimecast"
     registered_model: str = "crimecast"
-    history_weeks: int = 104
+    history_weeks: int = 160
     log_map: bool = True
 
     def resolved_tracking_uri(self) -> str:

@@ -65,7 +65,7 @@ class MonitoringSettings(ConcernSettings):
     reference_max_rows: int = Field(20000, ge=100)
     replay_weeks: int = Field(12, ge=1)
     replay_model: str = "champion"
-    history_weeks: int = Field(104, ge=13)
+    history_weeks: int = Field(160, ge=13)
     seed: int = 0
     workers: int = Field(2, ge=1)
     html_report: bool = True

@@ -1,4 +1,4 @@
-"""The csv source: the worked example of docs/readme/data.md on a tiny city made of six
+"""The csv source: the worked example of docs/data.md on a tiny city made of six
 Philadelphia tracts, with its own column names."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from crimecast.sources.philadelphia import PhiladelphiaSource
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 NOW = pd.Timestamp("2025-01-01", tz="America/New_York")
 
-# The worked example (also in docs/readme/data.md).
+# The worked example (also in docs/data.md).
 TINY_CITY_YAML = """
 source: csv
 csv:

@@ -3,7 +3,7 @@
 A monitoring run on the synthetic city fills a fresh Evidently workspace; the real
 ``evidently ui`` serves it on a free 127.0.0.1 port; Chromium (via selenium) opens the
 project dashboard and waits until its panels have plotted data points. Screenshots go to
-test-outputs/ and, for the README, docs/img/dashboard.png and docs/img/report.png.
+test-outputs/ (the README's Philadelphia screenshots come from scripts/screenshots.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = REPO / "test-outputs"
-DOCS_IMG = REPO / "docs" / "img"
 WEEKS = 3
 
 
@@ -116,8 +115,6 @@ def _save(driver, name: str) -> Path:
     OUTPUTS.mkdir(exist_ok=True)
     target = OUTPUTS / name
     driver.save_screenshot(str(target))
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(target, DOCS_IMG / name)
     return target
 
 

@@ -154,7 +154,7 @@ class DataSettings(ConcernSettings):
     source: str = "philadelphia"
     raw_dir: str = "data"
     timezone: str = "America/New_York"
-    # Salt for incident_id = sha256(salt + source_key); override with CRIMECAST_DATA__SALT.
+    # Salt (key) of incident_id = SipHash-2-4(source_key); override with CRIMECAST_DATA__SALT.
     salt: str = "crimecast-2026-public-salt"
     # Incidents after this many days past "now" are quarantined as future timestamps.
     future_tolerance_days: int = 1
