@@ -66,6 +66,7 @@ class PromotionSettings(ConcernSettings):
     disparity_margin: float = 0.10
     disparity_kinds: list[str] = Field(default_factory=lambda: ["flag_rate_per_incident"])
     min_group_areas: int = 5
+    exempt_groups: list[str] = Field(default_factory=lambda: ["unknown"])
     seed_champion_with_baseline: bool = True
     baselines: list[str] = Field(
         default_factory=lambda: ["historical_average", "seasonal_naive"])
@@ -328,6 +329,11 @@ def gate(challenger: dict[str, Any], reference: dict[str, Any],
         if ratio_c is None or not math.isfinite(ratio_c):
             continue  # no incidents or residents in this group: nothing to compare
         group = key.split("/", 1)[-1]
+        if group in settings.exempt_groups:
+            checks.append({"check": f"disparity:{key}", "challenger": ratio_c,
+                           "reference": ratio_r, "passed": True,
+                           "note": "exempt: not a demographic group (exempt_groups)"})
+            continue
         if group_sizes is not None and group_sizes.get(group, 0) < settings.min_group_areas:
             checks.append({"check": f"disparity:{key}", "challenger": ratio_c,
                            "reference": ratio_r, "passed": True,

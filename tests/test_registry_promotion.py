@@ -153,6 +153,17 @@ def test_gate_exempts_small_groups_and_records_it() -> None:
     assert "exempt" in note["note"]
 
 
+def test_gate_exempts_areas_without_a_demographic_group() -> None:
+    reference = _scores(1.0, 3.0, unknown=0.7, big=1.0)
+    challenger = _scores(0.9, 3.1, unknown=0.3, big=1.0)
+    sizes = {"unknown": 17, "big": 40}
+    assert not gate(challenger, reference, PromotionSettings(exempt_groups=[]), sizes).promote
+    verdict = gate(challenger, reference, PromotionSettings(), sizes)
+    assert verdict.promote
+    note = next(c for c in verdict.checks if c["check"].endswith("/unknown"))
+    assert "not a demographic group" in note["note"]
+
+
 def test_audit_log_appends_json_lines_and_skips_torn_tail(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     first = append_audit({"event": "promote", "decision": "refused", "reason": "r1"}, log)

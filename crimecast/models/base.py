@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
+from crimecast.features import FeatureSpec
 from crimecast.io import atomic_path, write_json
 
 F = TypeVar("F", bound="Forecaster")
@@ -410,3 +411,25 @@ class Forecaster:
         model._set_state(meta["state"], arrays)
         model._load_files(directory)
         return model  # type: ignore[return-value]
+
+
+class FeatureForecaster(Forecaster):
+    """A forecaster fed by :func:`crimecast.features.lag_features` (LightGBM, the GNN).
+
+    Subclasses define :attr:`spec` and a ``horizons`` tuple; the history window ``predict``
+    reads and the largest horizon follow from them.
+    """
+
+    horizons: tuple[int, ...]
+
+    @property
+    def spec(self) -> FeatureSpec:
+        raise NotImplementedError
+
+    @property
+    def history_weeks(self) -> int:
+        return self.spec.min_history
+
+    @property
+    def max_horizon(self) -> int:  # type: ignore[override]
+        return max(self.horizons)

@@ -37,7 +37,7 @@ from torch_geometric.sampler import BaseSampler, NodeSamplerInput, SamplerOutput
 
 from crimecast.contracts import AreaGraph
 from crimecast.features import FeatureSpec, area_covariates, lag_features
-from crimecast.models.base import Forecaster, ModelError, PanelArrays
+from crimecast.models.base import FeatureForecaster, ModelError, PanelArrays
 
 WEIGHTS_FILE = "gnn.pt"
 CONV_TYPES = ("gcn", "graph", "gat")
@@ -206,7 +206,7 @@ def _deterministic_torch(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous[1])
 
 
-class GNNForecaster(Forecaster):
+class GNNForecaster(FeatureForecaster):
     """The GNN in the forecaster contract (see the module docstring for training)."""
 
     name: ClassVar[str] = "gnn"
@@ -244,14 +244,6 @@ class GNNForecaster(Forecaster):
         self.static_mean_: np.ndarray | None = None
         self.static_std_: np.ndarray | None = None
         self.history_: list[dict[str, float]] = []
-
-    @property
-    def history_weeks(self) -> int:
-        return self.spec.min_history
-
-    @property
-    def max_horizon(self) -> int:  # type: ignore[override]
-        return max(self.horizons)
 
     # ------------------------------------------------------------------------ inputs
     @property

@@ -26,7 +26,7 @@ import pandas as pd
 
 from crimecast.contracts import AreaGraph
 from crimecast.features import AREA_COVARIATE_NAMES, FeatureSpec, area_covariates, lag_features
-from crimecast.models.base import Forecaster, ModelError, PanelArrays
+from crimecast.models.base import FeatureForecaster, ModelError, PanelArrays
 
 MODEL_FILE = "lightgbm.txt"
 
@@ -37,7 +37,7 @@ def _week_of_year_circle(weeks: pd.DatetimeIndex) -> np.ndarray:
     return np.stack([np.sin(angle), np.cos(angle)], axis=-1)
 
 
-class LightGBMPoisson(Forecaster):
+class LightGBMPoisson(FeatureForecaster):
     """LightGBM with a Poisson objective on :func:`lag_features` (one model for all)."""
 
     name: ClassVar[str] = "lightgbm_poisson"
@@ -67,14 +67,6 @@ class LightGBMPoisson(Forecaster):
         self.seed = seed
         self.booster_: Any = None
         self.feature_names_: list[str] | None = None
-
-    @property
-    def history_weeks(self) -> int:
-        return self.spec.min_history
-
-    @property
-    def max_horizon(self) -> int:  # type: ignore[override]
-        return max(self.horizons)
 
     @property
     def spec(self) -> FeatureSpec:
