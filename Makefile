@@ -25,11 +25,14 @@ test: $(STAMP)
 pipeline: $(STAMP)
 	$(BIN)/crimecast pipeline
 
+## bench: every measurement the README quotes (after `make demo`; about 45 minutes on 2 cores)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
-	$(BIN)/python benchmarks/accuracy.py
-	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/data_ingest.py
 	$(BIN)/python benchmarks/monitoring.py
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/lifecycle.py
+	$(BIN)/python benchmarks/accuracy.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check crimecast training serving monitoring tests benchmarks

@@ -6,7 +6,7 @@ the full ingest (read + validate + point-in-polygon + hashing + outage detection
 the point-in-polygon join alone, the areas stage, and a privacy scan of the outputs.
 Writes ``benchmarks/results/data_ingest.json``.
 
-Usage: ``python benchmarks/data_ingest.py [--source /work/shared/data/philadelphia]``
+Usage: ``python benchmarks/data_ingest.py [--source ../shared/data/philadelphia]``
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=Path("/work/shared/data/philadelphia"))
+    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "philadelphia",
+                        help="curated source folder (derivation is timed only when it exists)")
     args = parser.parse_args()
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

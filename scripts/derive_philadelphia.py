@@ -1,6 +1,6 @@
 """Derive the compact Philadelphia snapshot committed under ``snapshot/philadelphia/``.
 
-Input: the curated source folder (default ``/work/shared/data/philadelphia``, see its
+Input: the curated source folder (default ``../shared/data/philadelphia`` beside the repository, see its
 PROVENANCE.md). Output (deterministic, so reruns give identical bytes):
 
 - ``incidents.parquet`` (zstd): ``objectid`` (int64, the city's record id), ``dispatch_date``
@@ -59,8 +59,10 @@ def describe(path: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=Path("/work/shared/data/philadelphia"))
-    parser.add_argument("--out", type=Path, default=Path("snapshot/philadelphia"))
+    repo = Path(__file__).resolve().parents[1]
+    parser.add_argument("--source", type=Path, default=repo.parent / "shared" / "data" / "philadelphia",
+                        help="the curated source folder (with PROVENANCE.md)")
+    parser.add_argument("--out", type=Path, default=repo / "snapshot" / "philadelphia")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port
 
 from crimecast.contracts import AreaGraph, Panel
 
@@ -28,12 +28,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = REPO / "test-outputs"
 WEEKS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def monitored_home(synthetic_city, tmp_path_factory):
 @pytest.fixture(scope="module")
 def evidently_ui(monitored_home):
     home, project_id = monitored_home
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).with_name("evidently")), "ui", "--workspace",
                str(home / "workspace"), "--host", "127.0.0.1", "--port", str(port)]
     with open(home / "evidently-ui.log", "w") as log:

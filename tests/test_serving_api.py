@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
+from helpers import free_port
 
 from serving.auth import hash_key
 
@@ -61,12 +61,6 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     home: Path
@@ -100,7 +94,7 @@ class Server:
 
 
 def start_server(home: Path, log_name: str, poll_seconds: float = 0) -> Server:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CRIMECAST_HOME": str(home),
            "CRIMECAST_API_KEYS": f"tester:{hash_key(USER_KEY)},ops:{hash_key(ADMIN_KEY)}:admin",
            "CRIMECAST_SERVING__ALIAS_POLL_SECONDS": str(poll_seconds),

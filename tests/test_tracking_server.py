@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port
 from test_tracking_pyfunc import mlflow_template_fixture  # noqa: F401  (shared fixture)
 
 from crimecast.registry import model_info, resolve_alias
 from crimecast.tracking import TrackingSettings, train_and_register
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -33,7 +27,7 @@ def mlflow_server(tmp_path: Path, mlflow_template: Path):
     store = tmp_path / "server" / "mlflow.db"
     store.parent.mkdir()
     shutil.copy(mlflow_template, store)
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "server" / "server.log", "w")  # noqa: SIM115  (open while it runs)
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
