@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from helpers import free_port
+from helpers import free_port, wait_until_ready
 
 from crimecast.contracts import AreaGraph, Panel
 
@@ -64,18 +63,8 @@ def evidently_ui(monitored_home):
                                    start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):  # readiness poll (0.5 s steps), not a speed requirement
-            if process.poll() is not None:
-                log_text = (home / "evidently-ui.log").read_text()
-                raise AssertionError(f"evidently ui exited: {log_text}")
-            try:
-                if httpx.get(f"{base}/api/projects", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("evidently ui did not answer /api/projects")
+        wait_until_ready(f"{base}/api/projects", process, home / "evidently-ui.log",
+                         "evidently ui")
         yield base, project_id
     finally:
         # The evidently CLI starts the server as a child: stop the whole session we made.

@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
-from helpers import free_port
+from helpers import free_port, wait_until_ready
 
 from serving.auth import hash_key
 
@@ -105,18 +105,12 @@ def start_server(home: Path, log_name: str, poll_seconds: float = 0) -> Server:
          "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(REPO)],
         cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(home, f"http://127.0.0.1:{port}", proc)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(home / f'{log_name}.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    server.kill(signal.SIGKILL)
-    raise TimeoutError("server not ready in 120 s")
+    try:
+        wait_until_ready(server.url + "/readyz", proc, home / f"{log_name}.log", "server")
+    except TimeoutError:
+        server.kill(signal.SIGKILL)
+        raise
+    return server
 
 
 @dataclass

@@ -8,12 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from helpers import free_port
+from helpers import free_port, wait_until_ready
 from test_tracking_pyfunc import mlflow_template_fixture  # noqa: F401  (shared fixture)
 
 from crimecast.registry import model_info, resolve_alias
@@ -37,17 +35,8 @@ def mlflow_server(tmp_path: Path, mlflow_template: Path):
         start_new_session=True)  # its own process group: the server forks workers
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            if server.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(tmp_path / 'server' / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("mlflow server did not become healthy in 120 s")
+        wait_until_ready(f"{url}/health", server, tmp_path / "server" / "server.log",
+                         "mlflow server")
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
