@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,18 +52,14 @@ sys.path.insert(0, str(REPO))
 _spec = importlib.util.spec_from_file_location("loadgen", HERE / "loadgen.py")
 loadgen = importlib.util.module_from_spec(_spec)
 sys.modules["loadgen"] = loadgen
+from crimecast.localserver import free_port, stop_process_tree, wait_until_ready
+
 _spec.loader.exec_module(loadgen)
 LoadResult, run_load = loadgen.LoadResult, loadgen.run_load
 
 CONNECTIONS = 32
 AREAS = 408
 KEY = "bench-" + os.urandom(12).hex()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build_project(home: Path) -> list[str]:
@@ -98,35 +92,6 @@ def start(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subp
                             start_new_session=True)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate a server and its workers (BentoML workers run in their own sessions)."""
-    import psutil
-
-    if proc.poll() is not None:
-        return
-    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    for process in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(family, timeout=15)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    proc.wait()
 
 
 def worker_pid(proc: subprocess.Popen) -> int | None:
@@ -213,7 +178,7 @@ def main() -> None:
                     except httpx.HTTPError:
                         time.sleep(0.3)
             else:
-                wait_ready(f"http://127.0.0.1:{ports[name]}{probe}", proc)
+                wait_until_ready(f"http://127.0.0.1:{ports[name]}{probe}", proc, name=name)
         print(f"servers up: {ports}", flush=True)
 
         payloads = {
@@ -320,7 +285,7 @@ def main() -> None:
         print(f"wrote {args.out}")
     finally:
         for proc in procs.values():
-            stop(proc)
+            stop_process_tree(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 

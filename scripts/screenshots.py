@@ -9,28 +9,19 @@ the oversight project's dashboard, and renders ``reports/index.html``; writes
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+
+from crimecast.localserver import free_port, stop_process_tree, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-quic",
                   "--disable-sync", "--hide-scrollbars"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def screenshot(url: str, target: Path, height: int, wait_ms: int) -> None:
@@ -47,7 +38,7 @@ def main() -> None:
     images.mkdir(parents=True, exist_ok=True)
     screenshot((ROOT / "reports" / "index.html").as_uri(), images / "report.png", 3000, 3000)
 
-    port = _free_port()
+    port = free_port()
     evidently = Path(sys.executable).with_name("evidently")
     server = subprocess.Popen([str(evidently), "ui", "--workspace", str(ROOT / "workspace"),
                                "--host", "127.0.0.1", "--port", str(port)],
@@ -55,18 +46,12 @@ def main() -> None:
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                projects = httpx.get(f"{base}/api/projects", timeout=2).json()
-                break
-            except (httpx.HTTPError, json.JSONDecodeError):
-                time.sleep(0.5)
-        else:
-            raise SystemExit("evidently ui did not start")
+        wait_until_ready(f"{base}/api/projects", server, name="evidently ui")
+        projects = httpx.get(f"{base}/api/projects", timeout=10).json()
         project = next(p for p in projects if p["name"] == "crimecast oversight")
         screenshot(f"{base}/projects/{project['id']}", images / "dashboard.png", 2300, 20000)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        stop_process_tree(server)
 
 
 if __name__ == "__main__":

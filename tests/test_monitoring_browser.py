@@ -8,9 +8,7 @@ test-outputs/ (the README's Philadelphia screenshots come from scripts/screensho
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_until_ready
 
 from crimecast.contracts import AreaGraph, Panel
+from crimecast.localserver import free_port, stop_process_tree, wait_until_ready
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -67,12 +65,7 @@ def evidently_ui(monitored_home):
                          "evidently ui")
         yield base, project_id
     finally:
-        # The evidently CLI starts the server as a child: stop the whole session we made.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_tree(process)  # the evidently CLI starts the server as a child
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
-from helpers import free_port, wait_until_ready
 
+from crimecast.localserver import free_port, wait_until_ready
 from serving.auth import hash_key
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,17 +3,15 @@ artifacts and the registry all go through HTTP."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_until_ready
 from test_tracking_pyfunc import mlflow_template_fixture  # noqa: F401  (shared fixture)
 
+from crimecast.localserver import free_port, stop_process_tree, wait_until_ready
 from crimecast.registry import model_info, resolve_alias
 from crimecast.tracking import TrackingSettings, train_and_register
 
@@ -39,12 +37,7 @@ def mlflow_server(tmp_path: Path, mlflow_template: Path):
                          "mlflow server")
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_tree(server)
         log.close()
 
 

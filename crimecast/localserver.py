@@ -1,0 +1,60 @@
+"""Running a local server as a subprocess on 127.0.0.1, for tests, benchmarks and scripts.
+
+One place for the three things every caller needs: a free port, a readiness wait that
+reports the server's log when it dies, and a stop that reaches every worker (BentoML,
+MLflow and Evidently start their workers as children, some in sessions of their own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log: Path | None = None,
+                     name: str = "server", timeout_s: float = 120.0) -> None:
+    """Poll ``url`` until it answers 200. Raises with the log's tail if the process exits
+    first, or after ``timeout_s`` (a readiness wait, not a speed requirement)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"{name} exited with {process.returncode}: {tail}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{name} did not answer {url} within {timeout_s:.0f} s")
+
+
+def stop_process_tree(process: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """Terminate ``process`` and all its descendants; kill what is still alive after
+    ``timeout_s``."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(process.pid)
+        family = [root, *root.children(recursive=True)]
+        for member in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.terminate()
+        _, alive = psutil.wait_procs(family, timeout=timeout_s)
+        for member in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
+    process.wait()
