@@ -36,9 +36,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from crimecast.backtest import BacktestResult, oracle_backtest, run_backtest
 from crimecast.contracts import AreaGraph, Panel
-from crimecast.models import MODEL_NAMES, BacktestSettings, ModelsSettings, get_model
+from crimecast.forecast.backtest import BacktestResult, oracle_backtest, run_backtest
+from crimecast.forecast.models import MODEL_NAMES, ModelsSettings, get_model
+from crimecast.forecast.settings import EvaluationSettings
 
 RESULTS = REPO / "benchmarks" / "results" / "accuracy.json"
 TABLE_METRICS = ("poisson_deviance", "mae", "rmse", "coverage_80", "coverage_95",
@@ -58,8 +59,8 @@ def machine() -> dict[str, Any]:
 
 def synthetic_city(n_areas: int, n_weeks: int, seed: int, **overrides: Any
                    ) -> tuple[Panel, AreaGraph, Any]:
-    from crimecast.graph import build_graph
-    from crimecast.synthetic import generate_city
+    from crimecast.data.graph import build_graph
+    from crimecast.data.synthetic import generate_city
 
     city = generate_city(n_areas=n_areas, n_weeks=n_weeks, seed=seed, **overrides)
     edge_index, edge_weight = build_graph(city.areas)
@@ -69,7 +70,7 @@ def synthetic_city(n_areas: int, n_weeks: int, seed: int, **overrides: Any
 
 
 def fair_oracle_backtest(city: Any, panel: Panel, graph: AreaGraph,
-                         settings: BacktestSettings) -> BacktestResult:
+                         settings: EvaluationSettings) -> BacktestResult:
     """The best forecast possible from the data at the origin, E[y(o+h) | y(..o)].
 
     The synthetic process is linear: lambda(t) = bg(t) + alpha y(t-1) + gamma W y(t-1),
@@ -79,8 +80,9 @@ def fair_oracle_backtest(city: Any, panel: Panel, graph: AreaGraph,
     ``oracle_backtest`` instead uses lambda(o+h) itself, which for h > 1 knows the counts
     of weeks after the origin.
     """
-    from crimecast.backtest import label_rows, origin_indices, score_rows, summarise
-    from crimecast.models.base import forecast_frame, panel_arrays
+    from crimecast.data.panel import panel_arrays
+    from crimecast.forecast.backtest import label_rows, origin_indices, score_rows, summarise
+    from crimecast.forecast.models.base import forecast_frame
 
     alpha, gamma = city.settings.self_excitation, city.settings.spillover
     spill = city.neighbours
@@ -106,7 +108,7 @@ def fair_oracle_backtest(city: Any, panel: Panel, graph: AreaGraph,
     return BacktestResult("oracle_fair", rows, summarise(rows, graph, settings))
 
 
-def backtest_all(panel: Panel, graph: AreaGraph, settings: BacktestSettings,
+def backtest_all(panel: Panel, graph: AreaGraph, settings: EvaluationSettings,
                  models: dict[str, dict[str, Any]]) -> list[tuple[BacktestResult, float]]:
     out = []
     for label, spec in models.items():
@@ -145,7 +147,7 @@ def model_specs(config: ModelsSettings, names: list[str]) -> dict[str, dict[str,
 def part_synthetic(args: argparse.Namespace, config: ModelsSettings) -> dict[str, Any]:
     print(f"synthetic city: {args.areas} areas x {args.weeks} weeks", flush=True)
     panel, graph, city = synthetic_city(args.areas, args.weeks, args.seed)
-    settings = config.backtest
+    settings = EvaluationSettings.load()
     results = backtest_all(panel, graph, settings, model_specs(config, args.models))
     results.append((oracle_backtest(city.truth_frame(), panel, graph, settings), 0.0))
     results.append((fair_oracle_backtest(city, panel, graph, settings), 0.0))
@@ -177,7 +179,7 @@ def part_convs(args: argparse.Namespace, config: ModelsSettings) -> dict[str, An
     panel, graph, _city = synthetic_city(args.areas, args.weeks, args.seed)
     specs = {f"gnn[{conv}]": {"model": "gnn", **config.params_for("gnn"), "conv": conv}
              for conv in ("gcn", "graph", "gat")}
-    rows = table(backtest_all(panel, graph, config.backtest, specs))
+    rows = table(backtest_all(panel, graph, EvaluationSettings.load(), specs))
     winner = min(rows, key=lambda n: rows[n]["poisson_deviance"])
     print(markdown(rows, ("poisson_deviance", "pai@5%", "coverage_80", "backtest_seconds")))
     return {"models": rows, "winner": winner}
@@ -192,7 +194,7 @@ def part_philadelphia(args: argparse.Namespace, config: ModelsSettings) -> dict[
                            home / ARTIFACTS.root / "areas.parquet")
     print(f"philadelphia: {graph.num_nodes} tracts x {len(panel.weeks)} weeks "
           f"({panel.weeks[0].date()} .. {panel.last_week.date()})", flush=True)
-    rows = table(backtest_all(panel, graph, config.backtest, model_specs(config, args.models)))
+    rows = table(backtest_all(panel, graph, EvaluationSettings.load(), model_specs(config, args.models)))
     verdict: dict[str, Any] = {}
     baselines = {n: r for n, r in rows.items() if n != "gnn"}
     if baselines and "gnn" in rows:
@@ -232,9 +234,7 @@ def part_memory(args: argparse.Namespace, config: ModelsSettings) -> dict[str, A
     with tempfile.TemporaryDirectory(prefix="crimecast-memory-") as tmp:
         folder = Path(tmp)
         panel.counts.to_parquet(folder / "panel.parquet", index=False)
-        np.savez(folder / "graph.npz", area_ids=graph.area_ids, edge_index=graph.edge_index,
-                 edge_weight=graph.edge_weight)
-        graph.areas.reset_index().to_parquet(folder / "areas.parquet", index=False)
+        graph.save(folder / "graph.npz", folder / "areas.parquet")
         del panel, graph
         child = subprocess.run([sys.executable, __file__, "--memory-child", str(folder)],
                                capture_output=True, text=True, check=True)
@@ -252,10 +252,7 @@ def memory_child(folder: Path, config: ModelsSettings, weeks: int) -> None:
     import psutil
 
     process = psutil.Process()
-    areas = pd.read_parquet(folder / "areas.parquet").set_index("area_id")
-    saved = np.load(folder / "graph.npz", allow_pickle=False)
-    graph = AreaGraph(saved["area_ids"].astype(str), saved["edge_index"],
-                      saved["edge_weight"], areas.loc[saved["area_ids"].astype(str)])
+    graph = AreaGraph.load(folder / "graph.npz", folder / "areas.parquet")
     panel = Panel(pd.read_parquet(folder / "panel.parquet"))
     loaded = process.memory_info().rss
     peak = [loaded]

@@ -56,10 +56,10 @@ def main() -> None:
         snapshot = REPO / "snapshot" / "philadelphia"
         results["snapshot_mb"] = round(sum(p.stat().st_size for p in snapshot.iterdir()) / 1e6, 2)
 
-        from crimecast.areas import run_areas
-        from crimecast.ingest import assign_areas, run_ingest
-        from crimecast.privacy import scan_for_leaks
-        from crimecast.sources import DataSettings, get_source
+        from crimecast.data.areas import run_areas
+        from crimecast.data.ingest import assign_areas, run_ingest
+        from crimecast.data.privacy import scan_for_leaks
+        from crimecast.data.sources import DataSettings, get_source
 
         settings = DataSettings.load()
         source = get_source(settings)

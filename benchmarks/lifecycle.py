@@ -1,6 +1,6 @@
 """Benchmark the model lifecycle commands on the current pipeline artifacts.
 
-Copies configs/ and the pipeline artifacts (panel, graph, areas, features) of the project
+Copies configs/ and the pipeline artifacts (panel, graph, areas) of the project
 home into a scratch project (its own MLflow store, Optuna study and audit log), then times
 the commands a user runs, each as a fresh ``crimecast`` process:
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "benchmarks" / "results" / "lifecycle.json"
-INPUTS = ("panel.parquet", "graph.npz", "areas.parquet", "features.parquet", "splits.json")
+INPUTS = ("panel.parquet", "graph.npz", "areas.parquet")
 
 
 def run_step(name: str, args: list[str], home: Path) -> dict:

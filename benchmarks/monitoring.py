@@ -46,7 +46,7 @@ def prepare_home(home: Path) -> str:
         for name in NEEDED:
             shutil.copy2(source / name, home / "artifacts" / name)
         return "philadelphia (pipeline artifacts: 408 census tracts)"
-    code = ("from crimecast.synthetic import generate_city, save_city_artifacts;"
+    code = ("from crimecast.data.synthetic import generate_city, save_city_artifacts;"
             "from crimecast.contracts import ArtifactPaths;"
             "save_city_artifacts(generate_city(n_areas=408, n_weeks=130, seed=2026),"
             " ArtifactPaths())")

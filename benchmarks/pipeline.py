@@ -3,14 +3,14 @@
 Cases (each measured in its own process; peak memory is the maximum resident set size
 of that process and everything it waited for, from ``wait4``):
 
-1. ``philadelphia``: `dvc repro features truth` on the embedded Philadelphia snapshot,
+1. ``philadelphia``: `dvc repro graph panel` on the embedded Philadelphia snapshot,
    in a throwaway git + DVC copy of the project (fetch, `dvc add data`, then
-   ingest → areas → truth → graph → panel → features). Per-stage times come from when
+   ingest → areas → graph → panel). Per-stage times come from when
    DVC announces each stage. Target: ≤ 60 s on 2 cores.
 2. ``noop_repro``: the same `dvc repro` again, with nothing changed (median of 3).
    Target: ≤ 5 s.
-3. ``synthetic_<n>``: :func:`crimecast.synthetic.generate_city` (n areas × 104 weeks,
-   counts only, no point events) and :func:`crimecast.graph.build_graph` for
+3. ``synthetic_<n>``: :func:`crimecast.data.synthetic.generate_city` (n areas × 104 weeks,
+   counts only, no point events) and :func:`crimecast.data.graph.build_graph` for
    n = 1,000, 10,000 and 100,000. Target: time roughly linear in n, ≤ 8 GiB.
 
     .venv/bin/python benchmarks/pipeline.py [--skip-philadelphia] [--sizes 1000 10000 100000]
@@ -94,8 +94,8 @@ def bench_philadelphia() -> dict[str, Any]:
         fetch = run_measured([sys.executable, "-m", "crimecast", "data", "fetch"], home, env)
         if fetch["returncode"] != 0:
             raise SystemExit("crimecast data fetch failed")
-        print("dvc repro features truth (ingest → features)", flush=True)
-        repro = [sys.executable, "-m", "dvc", "repro", "features", "truth"]
+        print("dvc repro graph panel (ingest → panel)", flush=True)
+        repro = [sys.executable, "-m", "dvc", "repro", "graph", "panel"]
         full = run_measured(repro, home, env)
         if full["returncode"] != 0:
             raise SystemExit("dvc repro failed")
@@ -111,7 +111,7 @@ def bench_philadelphia() -> dict[str, Any]:
         noop_seconds = sorted(n["seconds"] for n in noops)
         return {
             "philadelphia": {
-                "what": "dvc repro: ingest, areas, truth, graph, panel, features "
+                "what": "dvc repro: ingest, areas, graph, panel "
                         "(Philadelphia snapshot, 2016-2025, 408 tracts)",
                 "seconds": full["seconds"],
                 "peak_rss_mib": full["peak_rss_mib"],
@@ -133,8 +133,8 @@ def bench_philadelphia() -> dict[str, Any]:
 
 def synthetic_case(n_areas: int) -> dict[str, Any]:
     """Run in a child process: generate a city and build its graph; print JSON timings."""
-    from crimecast.graph import build_graph, graph_summary
-    from crimecast.synthetic import generate_city
+    from crimecast.data.graph import build_graph, graph_summary
+    from crimecast.data.synthetic import generate_city
 
     started = time.perf_counter()
     city = generate_city(n_areas, SYNTHETIC_WEEKS, seed=1)

@@ -4,7 +4,7 @@ vs a bare Starlette endpoint, all doing the same forecast lookup.
     .venv/bin/python benchmarks/serving.py [--requests 3000] [--rounds 3] [--profile]
 
 Builds a temporary project (a synthetic city of 408 tracts, like Philadelphia), trains and
-registers the historical-average model with crimecast.tracking and gives it @champion,
+registers the historical-average model with crimecast.lifecycle.tracking and gives it @champion,
 then starts three servers on free ports:
 
 - ``crimecast``: ``serving.service:CrimecastService`` with its defaults (API key check,
@@ -65,9 +65,9 @@ KEY = "bench-" + os.urandom(12).hex()
 def build_project(home: Path) -> list[str]:
     """Synthetic city artifacts + a registered @champion; returns 5 area ids to ask for."""
     from crimecast.contracts import AreaGraph, ArtifactPaths, Panel
-    from crimecast.registry import set_alias
-    from crimecast.synthetic import generate_city, save_city_artifacts
-    from crimecast.tracking import train_and_register
+    from crimecast.data.synthetic import generate_city, save_city_artifacts
+    from crimecast.lifecycle.registry import set_alias
+    from crimecast.lifecycle.tracking import train_and_register
 
     shutil.copytree(REPO / "configs", home / "configs")
     os.environ["CRIMECAST_HOME"] = str(home)

@@ -1,13 +1,17 @@
 """Data contracts shared by every stage: what the tables look like and where they live.
 
-Files written by the data pipeline (paths relative to the project home, all under
-``artifacts/``; see :data:`ARTIFACTS`):
+Files written by the pipeline (paths relative to the project home, all under
+``artifacts/``; see :data:`ARTIFACTS`). Each has one writing stage (``training/<stage>.py``
+declares it in ``WRITES``) and is read by a later stage (``READS``) or is an end product
+(:data:`END_PRODUCTS`):
 
 - ``incidents.parquet`` — one row per valid incident:
-  ``incident_id`` (salted hash, str), ``occurred_at`` (tz-aware America/New_York),
+  ``incident_id`` (salted hash, str), ``occurred_at`` (tz-aware, the city's zone),
   ``week`` (Monday of the local week, tz-naive ``datetime64[ns]``), ``category``
   (one of :data:`CATEGORIES`), ``offense_code`` (int), ``lat``, ``lon`` (float, WGS84),
   ``area_id`` (str). No addresses, names or free text.
+- ``quarantine.csv.gz``, ``ingest_report.json`` — rejected rows with their reason, and the
+  counts and outage weeks of the ingest.
 - ``areas.parquet`` — GeoParquet, one row per area (node order of the graph):
   ``area_id`` (str, census GEOID for real cities), ``geometry`` (EPSG:4326),
   ``land_area_km2``, ``population``, ``pct_black``, ``pct_white``, ``pct_asian``,
@@ -16,11 +20,12 @@ Files written by the data pipeline (paths relative to the project home, all unde
   (``low``/``middle``/``high``), ``low_population`` (bool: below the configured floor).
 - ``graph.npz`` — ``area_ids`` (str array, node order), ``edge_index`` (int64 [2, E]),
   ``edge_weight`` (float32 [E]); symmetric, no self loops, no duplicates, connected.
+  Written and read only by :class:`AreaGraph`.
 - ``panel.parquet`` — one row per (area_id, week, category) including zeros:
   ``area_id``, ``week`` (Monday, tz-naive), ``category``, ``count`` (int64),
   ``outage`` (bool: the source's volume that week was anomalously low; mask it).
-- ``truth.parquet`` — synthetic city only: ``area_id, week, category, intensity``
-  (the true expected count), for oracle scores.
+- ``best_params.json`` (tune), ``train_run.json`` (train: the registered version),
+  ``evaluation.json`` (evaluate), ``promotion.json`` (promote: the gate's decision).
 
 Forecasts (every model's ``predict``) are tidy frames with :data:`FORECAST_COLUMNS`:
 ``week`` is the target week (Monday) and ``horizon`` (1–4) the number of weeks between
@@ -84,19 +89,29 @@ class ArtifactPaths:
         return self._p("panel.parquet")
 
     @property
-    def features(self) -> Path:
-        return self._p("features.parquet")
+    def best_params(self) -> Path:
+        return self._p("best_params.json")
 
     @property
-    def splits(self) -> Path:
-        return self._p("splits.json")
+    def train_run(self) -> Path:
+        return self._p("train_run.json")
 
     @property
-    def truth(self) -> Path:
-        return self._p("truth.parquet")
+    def evaluation(self) -> Path:
+        return self._p("evaluation.json")
+
+    @property
+    def promotion(self) -> Path:
+        return self._p("promotion.json")
 
 
 ARTIFACTS = ArtifactPaths()
+
+#: Pipeline outputs that no later stage reads, and who reads them instead.
+END_PRODUCTS: dict[str, str] = {
+    "quarantine": "rejected rows with reasons, for the data owner (`crimecast data summary`)",
+    "promotion": "the gate's decision (also in state/audit.jsonl and `crimecast models history`)",
+}
 
 
 @dataclass
@@ -123,17 +138,40 @@ class AreaGraph:
     def node_index(self) -> dict[str, int]:
         return {a: i for i, a in enumerate(self.area_ids)}
 
+    def save(self, graph_path: Path | None = None, areas_path: Path | None = None) -> Path:
+        """Write ``graph.npz`` (``area_ids`` as a unicode array, ``edge_index`` int64,
+        ``edge_weight`` float32; no pickle) atomically, and the covariate table to
+        ``areas_path`` when given (a model bundle carries both). Returns ``graph_path``.
+
+        With :meth:`load`, the only code that writes or reads ``graph.npz``."""
+        from crimecast.io import atomic_path, write_parquet
+
+        graph_path = Path(graph_path or ARTIFACTS.graph)
+        with atomic_path(graph_path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, area_ids=np.asarray(self.area_ids, dtype=str),
+                     edge_index=np.asarray(self.edge_index, dtype=np.int64),
+                     edge_weight=np.asarray(self.edge_weight, dtype=np.float32))
+        if areas_path is not None:
+            write_parquet(areas_path, self.areas.rename_axis("area_id").reset_index())
+        return graph_path
+
     @classmethod
     def load(cls, graph_path: Path | None = None, areas_path: Path | None = None) -> AreaGraph:
-        import geopandas as gpd
-
+        """Read ``graph.npz`` and the area table (``areas.parquet``: the GeoParquet of the
+        areas stage or a model bundle's table without geometry), in the graph's node order.
+        Raises :class:`ContractError` when the table lacks some graph area."""
         data = np.load(graph_path or ARTIFACTS.graph, allow_pickle=False)
         area_ids = data["area_ids"].astype(str)
-        areas = gpd.read_parquet(areas_path or ARTIFACTS.areas)
-        areas = pd.DataFrame(areas.drop(columns="geometry")).set_index("area_id")
+        # Plain pandas reads a GeoParquet's geometry as WKB bytes; the graph needs only
+        # the attributes, so geopandas is not needed here.
+        areas = pd.read_parquet(areas_path or ARTIFACTS.areas)
+        areas = areas.drop(columns="geometry", errors="ignore")
+        areas["area_id"] = areas["area_id"].astype(str)
+        areas = areas.set_index("area_id")
         missing = set(area_ids) - set(areas.index)
         if missing:
-            raise ContractError(f"areas.parquet lacks {len(missing)} graph areas, e.g. {sorted(missing)[:3]}")
+            raise ContractError(f"{areas_path or ARTIFACTS.areas}: lacks {len(missing)} graph "
+                                f"areas, e.g. {sorted(missing)[:3]}")
         return cls(area_ids, data["edge_index"].astype(np.int64),
                    data["edge_weight"].astype(np.float32), areas.loc[area_ids])
 
@@ -142,8 +180,9 @@ class AreaGraph:
 class Panel:
     """Weekly counts per (area, week, category), zero rows included.
 
-    ``counts`` is the long frame with :data:`PANEL_COLUMNS`. :meth:`to_array` gives the
-    dense ``[num_areas, num_weeks, num_categories]`` array models train on.
+    ``counts`` is the long frame with :data:`PANEL_COLUMNS`.
+    :func:`crimecast.data.panel.panel_arrays` is the one way to turn it into the dense
+    ``[areas, weeks, categories]`` arrays that models, the backtest and monitoring read.
     """
 
     counts: pd.DataFrame
@@ -154,7 +193,12 @@ class Panel:
 
     @property
     def weeks(self) -> pd.DatetimeIndex:
-        return pd.DatetimeIndex(sorted(self.counts["week"].unique()))
+        """Every Monday from the first to the last week: a regular weekly grid (a week
+        without rows is a gap, which :meth:`outage_weeks` lists)."""
+        present = pd.DatetimeIndex(self.counts["week"].unique())
+        if present.empty:
+            return present
+        return pd.date_range(present.min(), present.max(), freq="7D")
 
     @property
     def categories(self) -> list[str]:
@@ -166,22 +210,14 @@ class Panel:
         return pd.Timestamp(self.counts["week"].max())
 
     def outage_weeks(self) -> pd.DatetimeIndex:
-        flagged = self.counts.loc[self.counts["outage"], "week"].unique()
-        return pd.DatetimeIndex(sorted(flagged))
+        """Weeks flagged ``outage`` plus grid weeks with no rows at all (gaps)."""
+        flagged = pd.DatetimeIndex(self.counts.loc[self.counts["outage"], "week"].unique())
+        gaps = self.weeks.difference(pd.DatetimeIndex(self.counts["week"].unique()))
+        return flagged.union(gaps).sort_values()
 
     def until(self, last_week: pd.Timestamp) -> Panel:
         """The panel truncated to weeks up to and including ``last_week``."""
         return Panel(self.counts[self.counts["week"] <= last_week].reset_index(drop=True))
-
-    def to_array(self, area_ids: np.ndarray) -> tuple[np.ndarray, pd.DatetimeIndex, list[str]]:
-        """Dense counts ``[areas, weeks, categories]`` in the given area order."""
-        weeks, cats = self.weeks, self.categories
-        table = self.counts.pivot_table(index=["area_id", "week"], columns="category",
-                                        values="count", aggfunc="sum", fill_value=0)
-        full = pd.MultiIndex.from_product([list(area_ids), weeks], names=["area_id", "week"])
-        table = table.reindex(index=full, columns=cats, fill_value=0)
-        array = table.to_numpy(dtype=np.float32).reshape(len(area_ids), len(weeks), len(cats))
-        return array, weeks, cats
 
 
 def validate_panel(frame: pd.DataFrame, name: str = "panel") -> pd.DataFrame:

@@ -30,27 +30,7 @@ import numpy as np
 import pandas as pd
 
 from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
-
-
-def save_graph(graph: AreaGraph, directory: Path) -> Path:
-    """Write ``graph.npz`` (area_ids, edge_index, edge_weight) and ``areas.parquet`` (the
-    covariate frame, index ``area_id``) into ``directory``; returns the directory."""
-    directory.mkdir(parents=True, exist_ok=True)
-    np.savez(directory / "graph.npz", area_ids=np.asarray(graph.area_ids, dtype=str),
-             edge_index=graph.edge_index, edge_weight=graph.edge_weight)
-    areas = graph.areas.copy()
-    areas.index.name = "area_id"
-    areas.reset_index().to_parquet(directory / "areas.parquet", index=False)
-    return directory
-
-
-def load_graph(directory: Path) -> AreaGraph:
-    """Read a graph written by :func:`save_graph`."""
-    data = np.load(directory / "graph.npz", allow_pickle=False)
-    area_ids = data["area_ids"].astype(str)
-    areas = pd.read_parquet(directory / "areas.parquet").set_index("area_id").loc[area_ids]
-    return AreaGraph(area_ids, data["edge_index"].astype(np.int64),
-                     data["edge_weight"].astype(np.float32), areas)
+from crimecast.forecast.models import model_class
 
 
 def recent_history(panel: Panel, weeks: int) -> Panel:
@@ -58,28 +38,6 @@ def recent_history(panel: Panel, weeks: int) -> Panel:
     keep = panel.weeks[-weeks:]
     counts = panel.counts[panel.counts["week"] >= keep[0]].reset_index(drop=True)
     return Panel(counts)
-
-
-def forecaster_class(model_name: str) -> type:
-    """The forecaster class registered under ``model_name`` in :mod:`crimecast.models`,
-    or a ``"package.module:Class"`` path for forecasters defined outside it."""
-    if ":" in model_name:
-        import importlib
-
-        module_name, _, class_name = model_name.partition(":")
-        return getattr(importlib.import_module(module_name), class_name)
-    from crimecast.models import model_class
-
-    return model_class(model_name)
-
-
-def build_forecaster(model_name: str, params: dict[str, Any] | None = None) -> Any:
-    """A fresh, unfitted forecaster (see :func:`forecaster_class` for ``model_name``)."""
-    if ":" in model_name:
-        return forecaster_class(model_name)(**(params or {}))
-    from crimecast.models import get_model
-
-    return get_model(model_name, **(params or {}))
 
 
 def save_bundle(forecaster: Any, graph: AreaGraph, history: Panel, directory: Path) -> dict[str, str]:
@@ -92,7 +50,8 @@ def save_bundle(forecaster: Any, graph: AreaGraph, history: Panel, directory: Pa
     }
     paths["forecaster"].mkdir(parents=True, exist_ok=True)
     forecaster.save(paths["forecaster"])
-    save_graph(graph, paths["graph"])
+    paths["graph"].mkdir(parents=True, exist_ok=True)
+    graph.save(paths["graph"] / "graph.npz", paths["graph"] / "areas.parquet")
     paths["history"].mkdir(parents=True, exist_ok=True)
     history.counts.to_parquet(paths["history"] / "panel.parquet", index=False)
     return {name: str(path) for name, path in paths.items()}
@@ -138,9 +97,10 @@ class CrimecastModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         artifacts = context.artifacts
-        cls = forecaster_class(self.metadata["model_name"])
+        cls = model_class(self.metadata["model_name"])
         self._forecaster = cls.load(Path(artifacts["forecaster"]))
-        self._graph = load_graph(Path(artifacts["graph"]))
+        graph_dir = Path(artifacts["graph"])
+        self._graph = AreaGraph.load(graph_dir / "graph.npz", graph_dir / "areas.parquet")
         self._history = Panel(pd.read_parquet(Path(artifacts["history"]) / "panel.parquet"))
 
     @property

@@ -1,9 +1,9 @@
 """Per-group performance, disparity ratios and allocation exposure, week by week.
 
-All metrics come from :mod:`crimecast.metrics` (the one place they are computed):
+All metrics come from :mod:`crimecast.forecast.metrics` (the one place they are computed):
 per-group MAE/RMSE/coverage with Fairlearn's ``MetricFrame``
-(:func:`crimecast.metrics.group_metrics`) and flag-rate disparity ratios
-(:func:`crimecast.metrics.disparity_ratios`). Evidently's ``GroupBy`` is not used: in
+(:func:`crimecast.forecast.metrics.group_metrics`) and flag-rate disparity ratios
+(:func:`crimecast.forecast.metrics.disparity_ratios`). Evidently's ``GroupBy`` is not used: in
 0.7.23 it returns the overall value for every group.
 
 *Allocation exposure* compares, per group, the share of flagged hotspots (top
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crimecast import metrics
+from crimecast.forecast import metrics
 from monitoring.settings import DisparitySettings
 
 #: The disparity ratios the band applies to (columns of :func:`group_table`).
@@ -27,7 +27,7 @@ RATIO_COLUMNS: tuple[str, ...] = ("flag_rate_per_incident_ratio", "flag_rate_per
 
 
 def scored_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A monitoring frame (rows with an outcome only) in the shape crimecast.metrics
+    """A monitoring frame (rows with an outcome only) in the shape crimecast.forecast.metrics
     scores: FORECAST_COLUMNS with ``mean`` and ``horizon`` plus ``actual``."""
     observed = frame[frame["target"].notna()]
     out = observed.rename(columns={"prediction": "mean", "target": "actual"})

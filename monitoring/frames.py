@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from crimecast.contracts import AreaGraph, Panel
+from crimecast.data.panel import panel_arrays
+from crimecast.forecast.models.base import recent_mean
 
 COVARIATES: tuple[str, ...] = ("population", "median_income", "pct_poverty")
 LAG_INPUTS: tuple[str, ...] = ("lag_1", "mean_4", "mean_13")
@@ -46,7 +48,8 @@ def model_inputs(panel: Panel, graph: AreaGraph, weeks: Sequence[pd.Timestamp]) 
     (week, area_id, category) with :data:`LAG_INPUTS`, the area covariates, ``group``,
     ``land_area_km2`` and ``population``.
     """
-    counts, panel_weeks, categories = panel.to_array(graph.area_ids)  # [A, W, C]
+    data = panel_arrays(panel, graph)  # the models' view: a weekly grid, gaps as outages
+    panel_weeks, categories = data.weeks, data.categories
     position = {pd.Timestamp(w): i for i, w in enumerate(panel_weeks)}
     blocks = []
     for week in weeks:
@@ -61,11 +64,12 @@ def model_inputs(panel: Panel, graph: AreaGraph, weeks: Sequence[pd.Timestamp]) 
             end = len(panel_weeks)
         if end < 1:
             raise ValueError(f"week {week.date()} has no earlier panel week to build inputs from")
-        past = counts[:, :end, :]
+        # Outage weeks are skipped, as the models skip them: a feed gap is not a crime drop.
+        past, outage = data.counts[:, :end, :], data.outage[:end]
         block = {
-            "lag_1": past[:, -1, :],
-            "mean_4": past[:, -4:, :].mean(axis=1),
-            "mean_13": past[:, -13:, :].mean(axis=1),
+            "lag_1": recent_mean(past, outage, 1),
+            "mean_4": recent_mean(past, outage, 4),
+            "mean_13": recent_mean(past, outage, 13),
         }
         num_areas, num_cats = block["lag_1"].shape
         blocks.append(pd.DataFrame({

@@ -76,10 +76,11 @@ def next_week_forecast(panel: Panel, graph: AreaGraph) -> tuple[str, pd.DataFram
         try:
             import mlflow.pyfunc
 
-            from crimecast.tracking import TrackingSettings, configure
+            from crimecast.lifecycle.store import TrackingSettings, mlflow_client
 
-            configure()
-            name = TrackingSettings.load().registered_model
+            tracking = TrackingSettings.load()
+            mlflow_client(tracking)
+            name = tracking.registered_model
             model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
             frame = model.predict(pd.DataFrame({"horizon": [1]}))
             return f"champion v{version}", frame
@@ -87,7 +88,7 @@ def next_week_forecast(panel: Panel, graph: AreaGraph) -> tuple[str, pd.DataFram
             why = f"champion v{version} could not be loaded: {type(exc).__name__}"
     else:
         why = "no champion registered"
-    from crimecast.models import get_model
+    from crimecast.forecast.models import get_model
 
     model = get_model("historical_average").fit(panel, graph)
     return f"historical_average baseline ({why})", model.predict(panel, graph, (1,))
@@ -250,7 +251,7 @@ def render_html(context: dict[str, Any]) -> str:
             f"{html.escape(str(summary['model']))}).</p>"),
             _table([{
                 "mae": window.get("mae"), "reference_mae": window.get("reference_mae"),
-                "pai": window.get("pai@5%"), "coverage": window.get("coverage_80"),
+                "pai": window.get("pai"), "coverage": window.get("coverage_80"),
             }], [("mae", "MAE (crimes per tract-week)"), ("reference_mae", "MAE, reference window"),
                  ("pai", "PAI, top 5 % of land area"), ("coverage", "80 % interval coverage")]),
             (f"<p>Data drift in the latest week ({latest['week']}): "
@@ -333,7 +334,7 @@ def build_report(settings: MonitoringSettings, directory: Path) -> dict[str, Pat
     import geopandas as gpd
 
     from crimecast.io import write_text
-    from crimecast.registry import read_audit
+    from crimecast.lifecycle.audit import read_audit
 
     panel, graph = Panel.load(), AreaGraph.load()
     areas = gpd.read_parquet(ARTIFACTS.areas)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crimecast import metrics
 from crimecast.contracts import AreaGraph, Panel
+from crimecast.forecast import metrics
 from crimecast.io import write_csv, write_json, write_parquet
 from monitoring import disparity, drift
 from monitoring.frames import assemble, input_columns, read_prediction_log, replay_frames
@@ -68,13 +68,13 @@ def champion_version() -> tuple[str | None, str]:
     An embedded SQLite store that does not exist yet means no champion; it is not created
     just to ask (monitoring only reads the registry).
     """
-    from crimecast.tracking import TrackingSettings
+    from crimecast.lifecycle.store import TrackingSettings, store_exists
 
-    uri = TrackingSettings.load().resolved_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        return None, f"no tracking store at {uri}"
+    tracking = TrackingSettings.load()
+    if not store_exists(tracking):
+        return None, f"no tracking store at {tracking.resolved_tracking_uri()}"
     try:
-        from crimecast import registry
+        from crimecast.lifecycle import registry
 
         version = registry.resolve_alias("champion")
     # An unreachable tracking server must not stop monitoring.
@@ -86,17 +86,17 @@ def champion_version() -> tuple[str | None, str]:
 def forecaster_factory(name: str) -> tuple[Callable[[], Any], str]:
     """Builder of an unfitted crimecast model, and a label saying which model it is.
 
-    ``name`` is a ``crimecast.models`` name, or ``"champion"``: the model class and
+    ``name`` is a ``crimecast.forecast.models`` name, or ``"champion"``: the model class and
     hyperparameters of the registry's ``@champion`` version, refitted here (falls back to
     ``historical_average`` when no champion is registered yet).
     """
-    from crimecast.models import get_model
+    from crimecast.forecast.models import get_model
 
     if name == "champion":
         version, reason = champion_version()
         if version is None:
             return (lambda: get_model("historical_average")), f"historical_average ({reason})"
-        from crimecast import registry
+        from crimecast.lifecycle import registry
 
         try:
             model_name, params = registry.model_spec(version)
@@ -254,11 +254,11 @@ def _report_weeks(current: pd.DataFrame, reference: pd.DataFrame, settings: Moni
 
 
 def _performance(frame: pd.DataFrame, settings: MonitoringSettings) -> dict[str, float]:
-    """Overall accuracy of one week from crimecast.metrics (NaN without outcomes)."""
+    """Overall accuracy of one week from crimecast.forecast.metrics (NaN without outcomes)."""
     scored = disparity.scored_frame(frame)
     if scored.empty:
         return {"mae": np.nan, "poisson_deviance": np.nan, "coverage_80": np.nan,
-                "pai@5%": np.nan, "outcomes": 0}
+                "pai": np.nan, "outcomes": 0}
     point = metrics.point_metrics(scored)
     land = disparity.areas_table(frame)["land_area_km2"]
     hot = metrics.hotspot_metrics(scored, land, area_shares=(settings.disparity.flag_area_share,),
@@ -266,7 +266,7 @@ def _performance(frame: pd.DataFrame, settings: MonitoringSettings) -> dict[str,
     share_label = f"{settings.disparity.flag_area_share * 100:g}%"
     return {"mae": point["mae"], "poisson_deviance": point["poisson_deviance"],
             "coverage_80": point.get("coverage_80", np.nan),
-            "pai@5%": hot.get(f"pai@{share_label}", np.nan), "outcomes": len(scored)}
+            "pai": hot.get(f"pai@{share_label}", np.nan), "outcomes": len(scored)}
 
 
 def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.DataFrame,
@@ -294,7 +294,7 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
         "window": {
             "mae": float(observed["mae"].mean()) if len(observed) else None,
             "coverage_80": float(observed["coverage_80"].mean()) if len(observed) else None,
-            "pai@5%": float(observed["pai@5%"].mean()) if len(observed) else None,
+            "pai": float(observed["pai"].mean()) if len(observed) else None,
             "reference_mae": reference_mae,
             "weeks_with_dataset_drift": int(weekly["dataset_drift"].sum()),
         },

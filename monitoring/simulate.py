@@ -9,7 +9,7 @@ each simulated week ``t``
   1. the model (a cheap crimecast model, retrained every week) forecasts next week's
      expected count per area from the *recorded* history;
   2. ``patrol_units`` patrol units are split across areas in proportion to the forecast
-     (:func:`crimecast.allocation.allocate_units`, as the ``/allocate`` endpoint does);
+     (:func:`crimecast.forecast.allocation.allocate_units`, as the ``/allocate`` endpoint does);
   3. true crimes happen: ``y ~ Poisson(λ)``, ``λ`` the city's true intensity;
   4. crimes are recorded: each is reported by the public with probability
      ``report_share``; each unreported one is discovered by patrols with probability
@@ -79,9 +79,9 @@ class City:
 
 
 def make_city(config: SimulationConfig) -> City:
-    """A synthetic city (:func:`crimecast.synthetic.generate_city`) with enough weeks for
+    """A synthetic city (:func:`crimecast.data.synthetic.generate_city`) with enough weeks for
     the warm-up and the simulation."""
-    from crimecast.synthetic import generate_city
+    from crimecast.data.synthetic import generate_city
 
     city = generate_city(n_areas=config.n_areas, n_weeks=config.warmup_weeks + config.weeks,
                          seed=config.seed)
@@ -94,7 +94,7 @@ def make_city(config: SimulationConfig) -> City:
 
 
 def _panel(counts: np.ndarray, city: City, num_weeks: int) -> Panel:
-    from crimecast.panel import panel_from_array
+    from crimecast.data.panel import panel_from_array
 
     return Panel(panel_from_array(np.rint(counts[:, :num_weeks]).astype(np.int64),
                                   city.graph.area_ids, city.weeks[:num_weeks], CATEGORIES))
@@ -115,8 +115,8 @@ def simulate(config: SimulationConfig, policy: str, city: City | None = None,
     """Run one training policy; returns one row per (week, group) with ``patrol_share``,
     ``crime_share`` (true), ``recorded_share``, plus the week's ``patrol_gap`` (total
     variation between patrol and true crime shares)."""
-    from crimecast.allocation import allocate_units
-    from crimecast.models import get_model
+    from crimecast.forecast.allocation import allocate_units
+    from crimecast.forecast.models import get_model
 
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {list(POLICIES)}")

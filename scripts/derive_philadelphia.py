@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from crimecast.data.sources.philadelphia import INCIDENT_SCHEMA, write_incident_table
 from crimecast.io import atomic_path, write_gzip
-from crimecast.sources.philadelphia import INCIDENT_SCHEMA, write_incident_table
 
 INCIDENTS_FILE = "phl_incidents_part1_part2_2016_2025.csv.gz"
 TRACTS_FILE = "phl_census_tracts_2020_tiger2023.geojson"

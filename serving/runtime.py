@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from crimecast.contracts import HORIZONS
+from crimecast.lifecycle.store import TrackingSettings, mlflow_client
 from serving.auth import KeyRing
 from serving.predlog import PredictionLog
 from serving.settings import ServingSettings
@@ -38,26 +39,19 @@ class ReloadResult:
     changed: bool
 
 
-def _tracking() -> Any:
-    """Point MLflow at the configured store (crimecast.tracking settings); returns the
-    tracking settings."""
-    import mlflow
-
-    from crimecast.tracking import TrackingSettings
-
+def _tracking() -> TrackingSettings:
+    """Point MLflow at the configured store (one owner: crimecast.lifecycle.store); returns
+    the tracking settings."""
     tracking = TrackingSettings.load()
-    uri = tracking.resolved_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    mlflow_client(tracking)
     return tracking
 
 
 def resolve_version(alias: str) -> str | None:
-    """The model version the alias points to now, or None (crimecast.registry contract)."""
-    from crimecast.registry import resolve_alias
+    """The model version the alias points to now, or None (crimecast.lifecycle.registry contract)."""
+    from crimecast.lifecycle.registry import resolve_alias
 
-    _tracking()
-    version = resolve_alias(alias)
+    version = resolve_alias(alias, _tracking())
     return None if version is None else str(version)
 
 

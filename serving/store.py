@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crimecast.allocation import allocate_units, outreach_weights, select_hotspots
 from crimecast.contracts import FORECAST_COLUMNS, validate_forecast
+from crimecast.forecast.allocation import allocate_units, outreach_weights, select_hotspots
 from serving.schemas import (
     AllocateRequest,
     AllocateResponse,

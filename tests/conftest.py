@@ -34,24 +34,19 @@ class SyntheticProject:
     """What the ``synthetic_city`` fixture returns.
 
     - ``home``: a project home with ``configs/`` (copy of the repository's) and
-      ``artifacts/`` holding areas.parquet, graph.npz, panel.parquet, truth.parquet,
-      features.parquet and splits.json.
+      ``artifacts/`` holding areas.parquet, graph.npz and panel.parquet.
     - ``panel`` (:class:`crimecast.contracts.Panel`), ``graph``
       (:class:`crimecast.contracts.AreaGraph`), ``truth`` (DataFrame ``area_id, week,
-      category, intensity, recorded_intensity``), ``splits`` (dict of splits.json),
-      ``city`` (the :class:`crimecast.synthetic.SyntheticCity`, with dense arrays).
+      category, intensity, recorded_intensity``), ``city`` (the
+      :class:`crimecast.data.synthetic.SyntheticCity`, with dense arrays).
 
     Treat it as read-only: it is shared by every test of the session. Tests that write
     files should copy ``home`` (see ``synthetic_project``).
     """
 
     def __init__(self, home: Path) -> None:
-        import json
-
-        import pandas as pd
-
         from crimecast.contracts import AreaGraph, ArtifactPaths, Panel
-        from crimecast.synthetic import generate_city, save_city_artifacts
+        from crimecast.data.synthetic import generate_city, save_city_artifacts
 
         self.home = home
         shutil.copytree(REPO / "configs", home / "configs", dirs_exist_ok=True)
@@ -61,8 +56,7 @@ class SyntheticProject:
         save_city_artifacts(self.city, self.artifacts)
         self.panel = Panel.load(self.artifacts.panel)
         self.graph = AreaGraph.load(self.artifacts.graph, self.artifacts.areas)
-        self.truth = pd.read_parquet(self.artifacts.truth)
-        self.splits = json.loads(self.artifacts.splits.read_text())
+        self.truth = self.city.truth_frame()
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +75,27 @@ def synthetic_project(synthetic_city: SyntheticProject, tmp_path: Path,
     monkeypatch.setenv("CRIMECAST_HOME", str(home))
     monkeypatch.chdir(home)
     return home
+
+
+# ---------------------------------------------------------------------------------------
+# MLflow stores for the lifecycle tests.
+
+@pytest.fixture(scope="session", name="mlflow_template")
+def mlflow_template_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with its schema migrated (~5-8 s of alembic work),
+    made once per session and copied into each test project's state/mlflow.db."""
+    from mlflow import MlflowClient
+
+    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()
+    return template
+
+
+@pytest.fixture(name="tracked_project")
+def tracked_project_fixture(synthetic_project: Path, mlflow_template: Path) -> Path:
+    """The synthetic project home with a fresh (copied) MLflow store in state/."""
+    (synthetic_project / "state").mkdir(exist_ok=True)
+    shutil.copy(mlflow_template, synthetic_project / "state" / "mlflow.db")
+    return synthetic_project

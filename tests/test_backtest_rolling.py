@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from crimecast.backtest import gate_view, oracle_backtest, run_backtest
-from crimecast.models import BacktestSettings, get_model
-from crimecast.models.historical_average import HistoricalAverage
+from crimecast.forecast.backtest import oracle_backtest, run_backtest
+from crimecast.forecast.models import get_model
+from crimecast.forecast.models.historical_average import HistoricalAverage
+from crimecast.forecast.settings import EvaluationSettings
+from crimecast.lifecycle.gate import PromotionSettings, gate_scores
 
-SETTINGS = BacktestSettings(backtest_weeks=6, step=1, refit_every=0)
+SETTINGS = EvaluationSettings(backtest_weeks=6, step=1, refit_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def test_refit_every_controls_how_often_the_model_is_fitted(synthetic_city, refi
                                                             fits: int) -> None:
     CountingAverage.fits = 0
     run_backtest(CountingAverage(window=4), synthetic_city.panel, synthetic_city.graph,
-                 BacktestSettings(backtest_weeks=6, refit_every=refit_every), progress=False)
+                 EvaluationSettings(backtest_weeks=6, refit_every=refit_every), progress=False)
     assert CountingAverage.fits == fits
 
 
@@ -72,9 +74,9 @@ def test_oracle_uses_the_same_rows_and_beats_the_baseline(ha_result, synthetic_c
             < ha_result.summary["overall"]["poisson_deviance"])
 
 
-def test_gate_view_exposes_deviance_pai_and_disparity(ha_result) -> None:
-    view = gate_view(ha_result.summary, pai_area_share=0.05)
+def test_gate_scores_expose_deviance_pai_and_disparity(ha_result) -> None:
+    view = gate_scores(ha_result.summary, PromotionSettings(pai_area_share=0.05))
     assert view["pai"] == ha_result.summary["overall"]["pai@5%"]
     assert any(k.startswith("flag_rate_per_resident/") for k in view["disparity"])
     with pytest.raises(KeyError, match="pai@2%"):
-        gate_view(ha_result.summary, pai_area_share=0.02)
+        gate_scores(ha_result.summary, PromotionSettings(pai_area_share=0.02))

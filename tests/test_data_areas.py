@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
-from crimecast.areas import build_areas
 from crimecast.contracts import ContractError
-from crimecast.sources.base import AreaGroupSettings
+from crimecast.data.areas import build_areas
+from crimecast.data.settings import AreaGroupSettings
 
 NAN = np.nan
 

@@ -10,12 +10,12 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from crimecast.areas import run_areas
 from crimecast.contracts import ContractError
-from crimecast.ingest import clean_incidents, run_ingest
-from crimecast.sources import get_source
-from crimecast.sources.base import DataSettings
-from crimecast.sources.philadelphia import PhiladelphiaSource
+from crimecast.data.areas import run_areas
+from crimecast.data.ingest import clean_incidents, run_ingest
+from crimecast.data.settings import DataSettings
+from crimecast.data.sources import get_source
+from crimecast.data.sources.philadelphia import PhiladelphiaSource
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 NOW = pd.Timestamp("2025-01-01", tz="America/New_York")

@@ -11,9 +11,9 @@ import pytest
 import shapely
 
 from crimecast.contracts import ARTIFACTS, ContractError
-from crimecast.ingest import QUARANTINE_COLUMNS, REASONS, clean_incidents, run_ingest
-from crimecast.sources.base import DataSettings
-from crimecast.sources.philadelphia import PhiladelphiaSource
+from crimecast.data.ingest import QUARANTINE_COLUMNS, REASONS, clean_incidents, run_ingest
+from crimecast.data.settings import DataSettings
+from crimecast.data.sources.philadelphia import PhiladelphiaSource
 
 SLICE = Path(__file__).parent / "fixtures" / "data" / "philly_slice"
 NOW = pd.Timestamp("2025-01-01 12:00", tz="America/New_York")

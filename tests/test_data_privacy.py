@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from crimecast.areas import run_areas
-from crimecast.ingest import run_ingest
-from crimecast.privacy import scan_for_leaks, scan_text
-from crimecast.sources.base import DataSettings
-from crimecast.sources.philadelphia import PhiladelphiaSource
+from crimecast.data.areas import run_areas
+from crimecast.data.ingest import run_ingest
+from crimecast.data.privacy import scan_for_leaks, scan_text
+from crimecast.data.settings import DataSettings
+from crimecast.data.sources.philadelphia import PhiladelphiaSource
 
 SLICE = Path(__file__).parent / "fixtures" / "data" / "philly_slice"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crimecast.quality import daily_counts, detect_outages
-from crimecast.sources.base import QualitySettings
+from crimecast.data.quality import daily_counts, detect_outages
+from crimecast.data.settings import QualitySettings
 
 START = pd.Timestamp("2024-01-01")  # a Monday
 

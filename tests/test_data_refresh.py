@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crimecast.cli import app
-from crimecast.privacy import scan_for_leaks
+from crimecast.data.privacy import scan_for_leaks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 RESPONSE = (FIXTURES / "carto_refresh.csv").read_bytes()
@@ -106,8 +106,8 @@ def test_validate_writes_nothing_and_summary_reports_the_built_data(fetched: Pat
     assert "missing_coordinates" in result.output and "nothing written" in result.output
     assert not (fetched / "artifacts").exists()
 
-    from crimecast.areas import run_areas
-    from crimecast.ingest import run_ingest
+    from crimecast.data.areas import run_areas
+    from crimecast.data.ingest import run_ingest
 
     report = run_ingest().report
     run_areas()
@@ -120,7 +120,7 @@ def test_validate_writes_nothing_and_summary_reports_the_built_data(fetched: Pat
 
 
 def test_api_rows_are_normalised_to_the_snapshot_columns() -> None:
-    from crimecast.sources.philadelphia import INCIDENT_COLUMNS, normalise_api_csv
+    from crimecast.data.sources.philadelphia import INCIDENT_COLUMNS, normalise_api_csv
 
     text = ("objectid,dispatch_date,dispatch_time,ucr_general,point_x,point_y,location_block\n"
             "1,2024-07-01T00:00:00Z,9:05,600,-75.1,39.9,100 BLOCK E SAMPLE ST\n"

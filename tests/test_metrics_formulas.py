@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crimecast.metrics import (
+from crimecast.forecast.metrics import (
     disparity_ratios,
     flag_by_area_share,
     group_metrics,

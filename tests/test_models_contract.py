@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, validate_forecast
-from crimecast.models import MODEL_NAMES, ModelError, get_model, load_model
+from crimecast.forecast.models import MODEL_NAMES, ModelError, get_model, load_model
 
 # Small, fast hyperparameters: the contract, not the accuracy, is under test here.
 FAST: dict[str, dict] = {
@@ -103,7 +103,7 @@ def test_neighbour_sampler_returns_real_edges_with_seeds_first() -> None:
     import torch
     from torch_geometric.sampler import NodeSamplerInput
 
-    from crimecast.models.gnn import UniformNeighbourSampler
+    from crimecast.forecast.models.gnn import UniformNeighbourSampler
 
     # A star: node 0 linked both ways to nodes 1..6, plus the chain 1-7.
     pairs = [(0, i) for i in range(1, 7)] + [(1, 7)]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from crimecast.cli import app
 from crimecast.contracts import AreaGraph, Panel
-from crimecast.models import get_model
+from crimecast.forecast.models import get_model
 
 SERVED_WEEKS = 3
 BIAS_FACTOR = 6.0

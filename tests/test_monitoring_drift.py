@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from crimecast.contracts import Panel
-from crimecast.models import get_model
+from crimecast.forecast.models import get_model
 from monitoring import disparity, drift
 from monitoring.frames import replay_frames
 from monitoring.settings import MonitoringSettings

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crimecast.cli import app
-from crimecast.privacy import scan_for_leaks
-from crimecast.registry import append_audit
+from crimecast.data.privacy import scan_for_leaks
+from crimecast.lifecycle.audit import append_audit
 from monitoring.report import count_class, suppress
 
 SECRET = "ck_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"

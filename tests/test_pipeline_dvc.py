@@ -1,6 +1,6 @@
 """The DVC pipeline end to end on a small synthetic city, in a throwaway git + DVC repo:
-`crimecast pipeline` builds everything, a second run does nothing, a feature parameter
-reruns only the features stage, and push/pull restore the outputs from the local remote."""
+`crimecast pipeline` builds everything, a second run does nothing, a graph parameter
+reruns only the graph stage, and push/pull restore the outputs from the local remote."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-DATA_STAGES = ("ingest", "areas", "truth", "graph", "panel", "features")
+DATA_STAGES = ("ingest", "areas", "graph", "panel")
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -58,7 +58,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(["git", "init", "-q"], home)
     _run([*git, "add", "-A"], home)
     _run([*git, "commit", "-qm", "project"], home)
-    fetch = ("from crimecast.sources import DataSettings, get_source; "
+    fetch = ("from crimecast.data.sources import DataSettings, get_source; "
              "s = DataSettings.load(); get_source(s).fetch(s.raw_path())")
     _run([sys.executable, "-c", fetch], home)
     _run([sys.executable, "-m", "dvc", "add", "data"], home)
@@ -73,23 +73,20 @@ def test_second_repro_runs_nothing(dvc_repo: Path):
     assert "up to date" in again.stdout
 
 
-def test_feature_parameter_reruns_only_features(dvc_repo: Path):
-    config = dvc_repo / "configs" / "pipeline.yaml"
+def test_graph_parameter_reruns_only_the_graph_stage(dvc_repo: Path):
+    config = dvc_repo / "configs" / "data.yaml"
     original = config.read_text()
-    config.write_text(re.sub(r"(?m)^  lags: \d+", "  lags: 6", original))
+    config.write_text(re.sub(r"(?m)^  method: \w+", "  method: knn", original))
     try:
         rerun = _run([sys.executable, "-m", "dvc", "repro"], dvc_repo)
-        assert _stages_run(rerun.stdout) == ["features"]
-        import json
-        splits = json.loads((dvc_repo / "artifacts" / "splits.json").read_text())
-        assert "lag6_violent" in splits["feature_names"]
+        assert _stages_run(rerun.stdout) == ["graph"]
     finally:
         config.write_text(original)
         _run([sys.executable, "-m", "dvc", "repro"], dvc_repo)
 
 
 def test_failing_stage_makes_the_pipeline_command_fail(dvc_repo: Path):
-    config = dvc_repo / "configs" / "pipeline.yaml"
+    config = dvc_repo / "configs" / "data.yaml"
     original = config.read_text()
     config.write_text(re.sub(r"(?m)^  method: \w+", "  method: hexagons", original))
     try:

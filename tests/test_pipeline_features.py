@@ -1,4 +1,4 @@
-"""Features use only the past; splits never leak backtest targets into tuning."""
+"""Features use only the past and have the documented values."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import pandas as pd
 import pytest
 
 from crimecast.contracts import AreaGraph
-from crimecast.features import (
+from crimecast.forecast.features import (
     AREA_COVARIATE_NAMES,
     FeatureSpec,
-    SplitSpec,
     area_covariates,
     lag_features,
-    rolling_origin_splits,
 )
 
 WEEKS = pd.date_range("2023-01-02", periods=60, freq="7D")
@@ -102,43 +100,15 @@ def test_area_covariates_turn_missing_values_into_indicators():
     assert covariates[0, col["log_population"]] == pytest.approx(np.log1p(1000))
 
 
-def test_validation_targets_end_before_the_backtest_begins():
-    weeks = pd.date_range("2020-01-06", periods=200, freq="7D")
-    splits = rolling_origin_splits(weeks, SplitSpec(backtest_origins=26, validation_origins=13))
-    backtest = pd.DatetimeIndex(splits["backtest"]["origins"])
-    validation = pd.DatetimeIndex(splits["validation"]["origins"])
-    assert len(backtest) == 26 and len(validation) == 13
-    assert backtest[-1] + pd.Timedelta(weeks=4) == weeks[-1]  # last horizon is in the panel
-    assert validation[-1] + pd.Timedelta(weeks=4) <= backtest[0]
-    assert pd.Timestamp(splits["first_train_origin"]) == weeks[51]
-
-
-def test_too_short_a_panel_for_the_splits_is_an_error():
-    with pytest.raises(ValueError, match="too few"):
-        rolling_origin_splits(pd.date_range("2020-01-06", periods=60, freq="7D"))
-
-
-def test_feature_table_matches_lag_features_for_the_synthetic_city(synthetic_city):
-    features = pd.read_parquet(synthetic_city.artifacts.features)
-    names = synthetic_city.splits["feature_names"]
-    assert list(features.columns) == ["area_id", "week", *names]
-    assert len(features) == synthetic_city.graph.num_nodes * len(synthetic_city.panel.weeks)
-    assert np.isfinite(features[names].to_numpy()).all()
-
-
-def test_graph_and_features_stages_rebuild_the_fixture_artifacts(synthetic_project):
-    import json
-
-    from crimecast.contracts import ARTIFACTS, Panel
-    from training import features as features_stage
+def test_graph_stage_rebuilds_the_fixture_graph(synthetic_project):
+    from crimecast.contracts import ARTIFACTS
     from training import graph as graph_stage
 
-    assert ARTIFACTS.panel == synthetic_project / "artifacts" / "panel.parquet"
-    before = json.loads(ARTIFACTS.splits.read_text())
+    assert ARTIFACTS.graph == synthetic_project / "artifacts" / "graph.npz"
+    before = AreaGraph.load()
     ARTIFACTS.graph.unlink()
-    ARTIFACTS.splits.unlink()
     summary = graph_stage.run()
-    assert summary["components"] == 1 and summary["num_nodes"] == AreaGraph.load().num_nodes
-    table, splits = features_stage.run()
-    assert splits == before == json.loads(ARTIFACTS.splits.read_text())
-    assert len(table) == len(Panel.load().weeks) * summary["num_nodes"]
+    after = AreaGraph.load()
+    assert summary["components"] == 1 and summary["num_nodes"] == after.num_nodes
+    np.testing.assert_array_equal(after.edge_index, before.edge_index)
+    np.testing.assert_array_equal(after.edge_weight, before.edge_weight)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import shapely
 
-from crimecast.graph import build_graph, graph_summary, save_graph
-from crimecast.synthetic import generate_city
+from crimecast.data.graph import build_graph, graph_summary
+from crimecast.data.synthetic import generate_city
 
 REPO_SNAPSHOT = "snapshot/philadelphia"
 
@@ -17,7 +17,7 @@ def philadelphia_tracts() -> gpd.GeoDataFrame:
     """The 408 real tracts from the committed snapshot (the synthetic city if absent)."""
     from pathlib import Path
 
-    from crimecast.sources import DataSettings, get_source
+    from crimecast.data.sources import DataSettings, get_source
 
     snapshot = Path(__file__).resolve().parents[1] / REPO_SNAPSHOT
     if (snapshot / "tracts.geojson.gz").exists():
@@ -89,7 +89,7 @@ def test_saved_graph_loads_in_node_order(synthetic_city, tmp_path):
     from crimecast.contracts import AreaGraph
 
     graph = synthetic_city.graph
-    path = save_graph(tmp_path / "graph.npz", graph.area_ids, graph.edge_index, graph.edge_weight)
+    path = graph.save(tmp_path / "graph.npz")
     loaded = AreaGraph.load(path, synthetic_city.artifacts.areas)
     areas = gpd.read_parquet(synthetic_city.artifacts.areas)
     assert list(loaded.area_ids) == list(areas["area_id"])

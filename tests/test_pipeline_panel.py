@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from crimecast.contracts import CATEGORIES, ContractError, Panel
-from crimecast.panel import build_panel, full_weeks
+from crimecast.data.panel import build_panel, full_weeks, panel_arrays
 
 
 def incidents_frame(times: list[str], areas: list[str], categories: list[str]) -> pd.DataFrame:
@@ -79,7 +79,18 @@ def test_missing_columns_are_named():
 
 
 def test_panel_round_trips_through_the_dense_array(synthetic_city):
-    array, weeks, categories = synthetic_city.panel.to_array(synthetic_city.graph.area_ids)
-    np.testing.assert_array_equal(array, synthetic_city.city.counts)
-    assert list(weeks) == list(synthetic_city.city.weeks)
-    assert categories == list(CATEGORIES)
+    data = panel_arrays(synthetic_city.panel, synthetic_city.graph)
+    np.testing.assert_array_equal(data.counts, synthetic_city.city.counts)
+    assert list(data.weeks) == list(synthetic_city.city.weeks)
+    assert data.categories == list(CATEGORIES)
+
+
+def test_a_week_without_rows_is_a_gap_on_the_weekly_grid(synthetic_city):
+    counts = synthetic_city.panel.counts
+    gap = synthetic_city.panel.weeks[50]
+    panel = Panel(counts[counts["week"] != gap].reset_index(drop=True))
+    assert gap in panel.weeks and gap in panel.outage_weeks()
+    data = panel_arrays(panel, synthetic_city.graph)
+    assert list(data.weeks) == list(synthetic_city.panel.weeks)
+    assert data.outage[50] and (data.counts[:, 50] == 0).all()
+

@@ -8,7 +8,7 @@ import pytest
 import shapely
 
 from crimecast.contracts import CATEGORIES
-from crimecast.synthetic import generate_city
+from crimecast.data.synthetic import generate_city
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_events_fall_inside_their_area_within_their_week(city):
 
 
 def test_synthetic_source_fetch_is_deterministic_and_readable(tmp_project):
-    from crimecast.sources import DataSettings, get_source
+    from crimecast.data.sources import DataSettings, get_source
 
     settings = DataSettings.load(source="synthetic",
                                  synthetic={"n_areas": 20, "n_weeks": 12, "seed": 1})
@@ -110,7 +110,7 @@ def test_synthetic_source_fetch_is_deterministic_and_readable(tmp_project):
 
 def test_bad_synthetic_settings_name_the_key(tmp_project):
     from crimecast.config import ConfigError
-    from crimecast.sources import DataSettings, get_source
+    from crimecast.data.sources import DataSettings, get_source
 
     source = get_source(DataSettings.load(source="synthetic", synthetic={"n_areaz": 5}))
     with pytest.raises(ConfigError, match="synthetic.n_areaz"):

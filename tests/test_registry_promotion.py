@@ -12,26 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-from test_tracking_pyfunc import (  # noqa: F401  (shared fixtures)
-    mlflow_template_fixture,
-    tracked_project_fixture,
-)
 
-from crimecast.models.historical_average import HistoricalAverage
-from crimecast.registry import (
-    PromotionSettings,
-    alias_history,
-    append_audit,
-    champion_lineage,
-    gate,
-    model_info,
-    promote,
-    read_audit,
-    resolve_alias,
-    rollback,
-    set_alias,
-)
-from crimecast.tracking import train_and_register
+from crimecast.forecast.models.historical_average import HistoricalAverage
+from crimecast.lifecycle.audit import alias_history, append_audit, champion_lineage, read_audit
+from crimecast.lifecycle.gate import PromotionSettings, gate
+from crimecast.lifecycle.promotion import promote, rollback
+from crimecast.lifecycle.registry import model_info, resolve_alias, set_alias
+from crimecast.lifecycle.tracking import train_and_register
 
 
 class GroupScaled(HistoricalAverage):
@@ -57,8 +44,8 @@ MODEL = f"{__name__}:GroupScaled"
 def small_backtest(tracked_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # 8 origins keep each backtest cheap; flagging a quarter of the land area gives every
     # group of the 64-area city enough flags for stable disparity ratios.
-    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "8")
-    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__FLAG_SHARE", "0.25")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "8")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__FLAG_SHARE", "0.25")
     monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
     monkeypatch.setenv("USER", "test-operator")
     return tracked_project
@@ -189,20 +176,20 @@ def test_champion_lineage_follows_promotions_and_rollbacks(tmp_path: Path) -> No
 
 def test_backtests_are_computed_once_per_specification(
         synthetic_city, synthetic_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import crimecast.backtest
-    from crimecast.models import get_model
-    from crimecast.registry import backtest_model
+    import crimecast.forecast.backtest
+    from crimecast.forecast.backtest import backtest_model
+    from crimecast.forecast.models import get_model
 
-    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "4")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "4")
     calls = []
-    real = crimecast.backtest.run_backtest
-    monkeypatch.setattr(crimecast.backtest, "run_backtest",
+    real = crimecast.forecast.backtest.run_backtest
+    monkeypatch.setattr(crimecast.forecast.backtest, "run_backtest",
                         lambda *a, **k: calls.append(a[0].get_params()) or real(*a, **k))
     panel, graph = synthetic_city.panel, synthetic_city.graph
     rows, summary = backtest_model(get_model("historical_average", window=4), panel, graph)
     again_rows, again = backtest_model(get_model("historical_average", window=4), panel, graph)
     assert len(calls) == 1 and again == summary and again_rows.equals(rows)
     backtest_model(get_model("historical_average", window=8), panel, graph)
-    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "5")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "5")
     backtest_model(get_model("historical_average", window=4), panel, graph)
     assert len(calls) == 3, "new params or new windows are new backtests"

@@ -1,11 +1,11 @@
-"""Allocation maths shared by the service and monitoring (crimecast.allocation)."""
+"""Allocation maths shared by the service and monitoring (crimecast.forecast.allocation)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from crimecast.allocation import (
+from crimecast.forecast.allocation import (
     AllocationError,
     allocate_units,
     bounded_shares,

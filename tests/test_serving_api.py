@@ -1,7 +1,7 @@
 """Acceptance tests of the prediction API: a real BentoML server in a subprocess on a free
 loopback port, a temporary project home with the synthetic city, and a real MLflow
 registry (SQLite) holding a historical-average @champion registered with
-crimecast.tracking / crimecast.registry."""
+crimecast.lifecycle.tracking / crimecast.lifecycle.registry."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def _no_backtest(*_: object) -> tuple[pd.DataFrame, dict]:
 
 def _register(home: Path, model: str, panel: object, graph: object, alias: str | None) -> str:
     """Train + register ``model`` with D's tracking functions; optionally set an alias."""
-    from crimecast.registry import set_alias
-    from crimecast.tracking import train_and_register
+    from crimecast.lifecycle.registry import set_alias
+    from crimecast.lifecycle.tracking import train_and_register
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CRIMECAST_HOME", str(home))
@@ -302,7 +302,7 @@ def test_reload_under_load_switches_version_without_failed_requests(server: Serv
     async def scenario() -> list[tuple[int, str | None, str | None, float]]:
         load = asyncio.create_task(_load(server.url, 20_000, 16, stop=enough))
         await asyncio.sleep(1.0)
-        from crimecast.registry import set_alias
+        from crimecast.lifecycle.registry import set_alias
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("CRIMECAST_HOME", str(project.home))
@@ -327,7 +327,7 @@ def test_reload_under_load_switches_version_without_failed_requests(server: Serv
 
 def test_alias_poller_follows_a_rollback_without_a_reload_call(server: Server,
                                                                project: Project) -> None:
-    from crimecast.registry import set_alias
+    from crimecast.lifecycle.registry import set_alias
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CRIMECAST_HOME", str(project.home))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,42 +14,19 @@ import pytest
 import yaml
 
 from crimecast.contracts import CATEGORIES, FORECAST_COLUMNS
-from crimecast.registry import PromotionSettings, model_info, promote, read_audit, resolve_alias
-from crimecast.tracking import (
-    TrackingSettings,
-    configure,
-    data_version,
-    file_md5,
-    train_and_register,
-)
-
-
-@pytest.fixture(scope="session", name="mlflow_template")
-def mlflow_template_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store with its schema migrated (~5-8 s of alembic work),
-    made once per session and copied into each test project's state/mlflow.db."""
-    from mlflow import MlflowClient
-
-    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
-    if not template.exists():
-        template.parent.mkdir(parents=True, exist_ok=True)
-        MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()
-    return template
-
-
-@pytest.fixture(name="tracked_project")
-def tracked_project_fixture(synthetic_project: Path, mlflow_template: Path) -> Path:
-    """The synthetic project home with a fresh (copied) MLflow store in state/."""
-    (synthetic_project / "state").mkdir(exist_ok=True)
-    shutil.copy(mlflow_template, synthetic_project / "state" / "mlflow.db")
-    return synthetic_project
-
+from crimecast.data.version import data_version, file_md5
+from crimecast.lifecycle.audit import read_audit
+from crimecast.lifecycle.gate import PromotionSettings
+from crimecast.lifecycle.promotion import promote
+from crimecast.lifecycle.registry import model_info, resolve_alias
+from crimecast.lifecycle.store import TrackingSettings, mlflow_client
+from crimecast.lifecycle.tracking import train_and_register
 
 LOAD_CHAMPION = """
 import json, sys
 import mlflow, pandas as pd
-from crimecast.tracking import configure
-configure()
+from crimecast.lifecycle.store import mlflow_client
+mlflow_client()
 model = mlflow.pyfunc.load_model("models:/crimecast@champion")
 table = model.predict(pd.DataFrame({"horizon": [1, 2, 3, 4]}))
 two = model.predict(pd.DataFrame({"horizon": [2]}))
@@ -68,7 +44,7 @@ print(json.dumps({
 def test_registered_champion_serves_full_table_without_importing_training(
         synthetic_city, tracked_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synthetic_project = tracked_project
-    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "6")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "6")
     result = train_and_register("historical_average", synthetic_city.panel, synthetic_city.graph,
                                 {"window": 8})
     assert resolve_alias("challenger") == result.version
@@ -84,7 +60,7 @@ def test_registered_champion_serves_full_table_without_importing_training(
         {"alias": "champion", "from": None, "to": champion["version"]}]
     assert resolve_alias("challenger") == result.version
 
-    client = configure()
+    client = mlflow_client()
     run = client.get_run(result.run_id)
     assert run.data.tags["data.version"] == result.data_version
     assert run.data.tags["data.panel_md5"] == file_md5(synthetic_project / "artifacts/panel.parquet")

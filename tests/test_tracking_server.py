@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tracking_pyfunc import mlflow_template_fixture  # noqa: F401  (shared fixture)
 
+from crimecast.lifecycle.registry import model_info, resolve_alias
+from crimecast.lifecycle.store import TrackingSettings
+from crimecast.lifecycle.tracking import train_and_register
 from crimecast.localserver import free_port, stop_process_tree, wait_until_ready
-from crimecast.registry import model_info, resolve_alias
-from crimecast.tracking import TrackingSettings, train_and_register
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_training_logs_and_registers_through_tracking_server(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRIMECAST_TRACKING__TRACKING_URI", mlflow_server)
     monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
-    monkeypatch.setenv("CRIMECAST_MODELS__BACKTEST__BACKTEST_WEEKS", "4")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "4")
     assert TrackingSettings.load().resolved_tracking_uri() == mlflow_server
 
     result = train_and_register("historical_average", synthetic_city.panel,

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_tracking_pyfunc import (  # noqa: F401  (shared fixtures)
-    mlflow_template_fixture,
-    tracked_project_fixture,
-)
 
-from crimecast.tracking import configure
-from crimecast.tuning import TuningSettings, tune
+from crimecast.lifecycle.store import mlflow_client
+from crimecast.lifecycle.tuning import TuningSettings, tune
 
 
 @pytest.mark.slow
@@ -29,8 +25,8 @@ def test_tune_stage_writes_best_of_all_trials_and_logs_child_runs(tracked_projec
     assert len(study.trials) == 3 and payload["value"] == min(values)
     assert json.loads((tracked_project / "artifacts/best_params.json").read_text()) == payload
     assert set(payload["params"]) == {"window"}
-    runs = configure().search_runs(
-        [configure().get_experiment_by_name("crimecast").experiment_id],
+    runs = mlflow_client().search_runs(
+        [mlflow_client().get_experiment_by_name("crimecast").experiment_id],
         filter_string="tags.`crimecast.stage` = 'tune-trial'")
     assert len(runs) == 3
     assert all("mlflow.parentRunId" in r.data.tags for r in runs)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from crimecast.areas import run_areas
 from crimecast.contracts import ARTIFACTS
-from crimecast.sources.base import DataSettings
+from crimecast.data.areas import run_areas
+from crimecast.data.settings import DataSettings
+
+READS: tuple[str, ...] = ()  # boundaries and census tables in data/
+WRITES: tuple[str, ...] = ("areas",)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Stage ``graph``: area adjacency from artifacts/areas.parquet → artifacts/graph.npz.
 
 Queen contiguity of the polygons (k nearest neighbours when only centroids are known),
-symmetric, weighted, connected; settings from configs/pipeline.yaml key ``graph``.
+symmetric, weighted, connected; settings from configs/data.yaml key ``graph``.
 
     python -m training.graph
 """
@@ -12,15 +12,19 @@ import argparse
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 
-from crimecast.contracts import ARTIFACTS, ContractError
-from crimecast.features import PipelineSettings
-from crimecast.graph import build_graph, graph_summary, save_graph
+from crimecast.contracts import ARTIFACTS, AreaGraph, ContractError
+from crimecast.data.graph import build_graph, graph_summary
+from crimecast.data.settings import DataSettings
+
+READS: tuple[str, ...] = ("areas",)
+WRITES: tuple[str, ...] = ("graph",)
 
 
 def run() -> dict[str, Any]:
     """Build and write graph.npz; return its summary (:func:`graph_summary`)."""
-    settings = PipelineSettings.load().graph
+    settings = DataSettings.load().graph
     if not ARTIFACTS.areas.exists():
         raise ContractError(f"{ARTIFACTS.areas}: missing; run the areas stage first")
     areas = gpd.read_parquet(ARTIFACTS.areas)
@@ -28,7 +32,9 @@ def run() -> dict[str, Any]:
         raise ContractError(f"{ARTIFACTS.areas}: missing column 'area_id'")
     edge_index, edge_weight = build_graph(areas, settings.method, settings.knn_k,
                                           settings.tolerance_deg)
-    save_graph(ARTIFACTS.graph, areas["area_id"].astype(str).to_numpy(), edge_index, edge_weight)
+    table = pd.DataFrame(areas.drop(columns="geometry")).set_index("area_id")
+    AreaGraph(areas["area_id"].astype(str).to_numpy(), edge_index, edge_weight,
+              table).save(ARTIFACTS.graph)
     return graph_summary(edge_index, len(areas))
 
 

@@ -7,8 +7,11 @@ import argparse
 import time
 
 from crimecast.contracts import ARTIFACTS
-from crimecast.ingest import run_ingest
-from crimecast.sources.base import DataSettings
+from crimecast.data.ingest import run_ingest
+from crimecast.data.settings import DataSettings
+
+READS: tuple[str, ...] = ()  # the raw snapshot in data/ (DVC-tracked), not an artifact
+WRITES: tuple[str, ...] = ("incidents", "quarantine", "ingest_report")
 
 
 def main() -> None:

@@ -14,8 +14,11 @@ import json
 import pandas as pd
 
 from crimecast.contracts import ARTIFACTS, ContractError
+from crimecast.data.panel import build_panel
+
+READS: tuple[str, ...] = ("incidents", "areas", "ingest_report")
+WRITES: tuple[str, ...] = ("panel",)
 from crimecast.io import write_parquet
-from crimecast.panel import build_panel
 
 
 def run() -> pd.DataFrame:

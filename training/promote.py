@@ -1,7 +1,8 @@
 """Stage ``promote``: the fairness-checked promotion gate for @challenger.
 
-Writes artifacts/promotion.json (the audit record of the decision). A refusal is a
-decision, not an error: the stage exits 0 either way.
+Reads artifacts/evaluation.json (the challenger must be the version evaluated), the panel
+and graph; writes artifacts/promotion.json (the audit record of the decision). A refusal
+is a decision, not an error: the stage exits 0 either way.
 
     python -m training.promote [--actor NAME]
 """
@@ -9,24 +10,28 @@ decision, not an error: the stage exits 0 either way.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
 from typing import Any
 
-from crimecast.contracts import AreaGraph, Panel
+from crimecast.contracts import ARTIFACTS, AreaGraph, ContractError, Panel
 from crimecast.io import write_json
-from crimecast.paths import resolve
 
-PROMOTION = Path("artifacts/promotion.json")
+READS: tuple[str, ...] = ("evaluation", "panel", "graph", "areas")
+WRITES: tuple[str, ...] = ("promotion",)
 
 
-def run(actor: str | None = None, output: Path | None = None) -> dict[str, Any]:
+def run(actor: str | None = None) -> dict[str, Any]:
     """Run the gate; write and return the decision record."""
-    from crimecast.registry import promote, resolve_alias
+    from crimecast.lifecycle.promotion import promote
+    from crimecast.lifecycle.registry import resolve_alias
 
-    record = promote(Panel.load(), AreaGraph.load(), actor=actor)
+    if not ARTIFACTS.evaluation.exists():
+        raise ContractError(f"{ARTIFACTS.evaluation}: missing; run the evaluate stage first")
+    evaluation = json.loads(ARTIFACTS.evaluation.read_text())
+    record = promote(Panel.load(), AreaGraph.load(), actor=actor, evaluation=evaluation)
     # A refusal with no champion may have seeded one from the baseline: say who serves.
     record = {**record, "champion_after": resolve_alias("champion")}
-    write_json(resolve(output or PROMOTION), record)
+    write_json(ARTIFACTS.promotion, record)
     return record
 
 
@@ -37,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     record = run(args.actor)
     print(f"{record['decision']}: v{record['challenger_version']} — {record['reason']}")
     print(f"@champion is now {record['champion_after'] and 'v' + record['champion_after']}")
-    print(f"wrote {resolve(PROMOTION)}")
+    print(f"wrote {ARTIFACTS.promotion}")
 
 
 if __name__ == "__main__":

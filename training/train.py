@@ -14,21 +14,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from crimecast.contracts import AreaGraph, Panel
+from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
 from crimecast.io import write_json
-from crimecast.paths import resolve
 
-BEST_PARAMS = Path("artifacts/best_params.json")
-TRAIN_RUN = Path("artifacts/train_run.json")
+READS: tuple[str, ...] = ("panel", "graph", "areas", "best_params")
+WRITES: tuple[str, ...] = ("train_run",)
 
 
 def model_params(model: str, best_params_path: Path | None = None) -> tuple[dict[str, Any], str]:
     """Hyperparameters for ``model``: configs/models.yaml overlaid with the tuned ones in
     ``best_params_path`` when they were tuned for this model. Returns (params, source)."""
-    from crimecast.models import ModelsSettings
+    from crimecast.forecast.models import ModelsSettings
 
     params = ModelsSettings.load().params_for(model)
-    path = resolve(best_params_path or BEST_PARAMS)
+    path = best_params_path or ARTIFACTS.best_params
     if path.exists():
         best = json.loads(path.read_text())
         if best.get("model") == model and best.get("params"):
@@ -37,10 +36,10 @@ def model_params(model: str, best_params_path: Path | None = None) -> tuple[dict
 
 
 def run(model: str | None = None, actor: str | None = None,
-        best_params_path: Path | None = None, output: Path | None = None) -> dict[str, Any]:
+        best_params_path: Path | None = None) -> dict[str, Any]:
     """Train, log, register; write and return the train_run.json payload."""
-    from crimecast.models import ModelsSettings
-    from crimecast.tracking import train_and_register
+    from crimecast.forecast.models import ModelsSettings
+    from crimecast.lifecycle.tracking import train_and_register
 
     model = model or ModelsSettings.load().default_model
     params, source = model_params(model, best_params_path)
@@ -48,7 +47,7 @@ def run(model: str | None = None, actor: str | None = None,
     result = train_and_register(model, panel, graph, params, actor=actor,
                                 extra_tags={"params.source": source})
     payload = {**result.as_dict(), "params_source": source}
-    write_json(resolve(output or TRAIN_RUN), payload)
+    write_json(ARTIFACTS.train_run, payload)
     return payload
 
 
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     payload = run(args.model, args.actor)
     print(f"registered {payload['model_name']} as version {payload['version']} (@challenger), "
-          f"run {payload['run_id']}; wrote {resolve(TRAIN_RUN)}")
+          f"run {payload['run_id']}; wrote {ARTIFACTS.train_run}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Stage ``tune``: Optuna search for the configured model; best params for the train stage.
 
-Joins (or creates) the study in the configured storage, runs ``trials`` trials on data
-before the backtest window, and writes artifacts/best_params.json with the best trial
-over all workers that share the study.
+Joins (or creates) the study in the configured storage, runs ``trials`` trials scored on
+the validation weeks before the backtest window (configs/evaluation.yaml), and writes
+artifacts/best_params.json with the best trial over all workers that share the study.
 
     python -m training.tune [--trials N] [--model gnn] [--storage URL] [--study NAME]
 """
@@ -10,32 +10,29 @@ over all workers that share the study.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from crimecast.contracts import AreaGraph, Panel
+from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
 from crimecast.io import write_json
-from crimecast.paths import resolve
 
-BEST_PARAMS = Path("artifacts/best_params.json")
+READS: tuple[str, ...] = ("panel", "graph", "areas")
+WRITES: tuple[str, ...] = ("best_params",)
 
 
 def run(trials: int | None = None, model: str | None = None, storage: str | None = None,
-        study: str | None = None, output: Path | None = None,
-        progress: bool = True) -> dict[str, Any]:
+        study: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Tune, then write and return the best_params.json payload."""
-    from crimecast.models import ModelsSettings
-    from crimecast.tuning import TuningSettings, tune
+    from crimecast.forecast.models import ModelsSettings
+    from crimecast.lifecycle.tuning import TuningSettings, tune
 
     settings = TuningSettings.load()
-    models = ModelsSettings.load()
     model = model or settings.model
     panel, graph = Panel.load(), AreaGraph.load()
     result = tune(panel, graph, settings=settings, trials=trials, model=model, storage=storage,
-                  study_name=study, holdout_weeks=models.backtest.backtest_weeks,
-                  base_params=models.params_for(model), progress=progress)
+                  study_name=study, base_params=ModelsSettings.load().params_for(model),
+                  progress=progress)
     payload = result.as_dict()
-    write_json(resolve(output or BEST_PARAMS), payload)
+    write_json(ARTIFACTS.best_params, payload)
     return payload
 
 
@@ -48,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     payload = run(args.trials, args.model, args.storage, args.study)
     print(f"best trial {payload['trial']} of study {payload['study']}: value "
-          f"{payload['value']:.4f}, params {payload['params']}; wrote {resolve(BEST_PARAMS)}")
+          f"{payload['value']:.4f}, params {payload['params']}; wrote {ARTIFACTS.best_params}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def _console() -> Any:
 
 
 def _settings() -> Any:
-    from crimecast.sources.base import DataSettings
+    from crimecast.data.settings import DataSettings
 
     return DataSettings.load()
 
@@ -34,8 +34,8 @@ def fetch(
 ) -> None:
     """Materialise the configured source (configs/data.yaml `source`) into the raw folder
     (data/), byte-identically for the same input, and track it with DVC."""
+    from crimecast.data.sources import get_source
     from crimecast.paths import project_home
-    from crimecast.sources import get_source
 
     settings = _settings()
     raw_dir = settings.raw_path()
@@ -72,7 +72,7 @@ def refresh(
     (configs/data.yaml `philadelphia.api_url`), drop addresses and free text, and merge
     them into data/incidents.parquet (deduplicated on the record id). Rerun the pipeline
     (`dvc repro`) afterwards."""
-    from crimecast.sources.philadelphia import refresh as refresh_incidents
+    from crimecast.data.sources.philadelphia import refresh as refresh_incidents
 
     settings = _settings()
     if settings.source != "philadelphia":
@@ -97,7 +97,7 @@ def _reason_table(report: dict[str, Any]) -> Any:
     table = Table(title="quarantined rows by reason")
     table.add_column("reason")
     table.add_column("rows", justify="right")
-    from crimecast.ingest import REASONS
+    from crimecast.data.ingest import REASONS
 
     counts = report["quarantine_by_reason"]
     for reason in sorted(counts, key=lambda r: REASONS.index(r) if r in REASONS else len(REASONS)):
@@ -110,7 +110,7 @@ def _reason_table(report: dict[str, Any]) -> Any:
 def validate() -> None:
     """Run ingest validation on the raw folder without writing anything: prints rows kept,
     quarantined rows per reason, and outage days/weeks."""
-    from crimecast.ingest import run_ingest
+    from crimecast.data.ingest import run_ingest
 
     console = _console()
     settings = _settings()
@@ -188,9 +188,9 @@ def scan(
 ) -> None:
     """Scan files for privacy leaks: street addresses, raw record ids and API-key-like
     secrets (text, CSV, JSON, HTML and parquet). Exits 1 when anything is found."""
+    from crimecast.data.privacy import scan_for_leaks
+    from crimecast.data.sources import get_source
     from crimecast.paths import resolve
-    from crimecast.privacy import scan_for_leaks
-    from crimecast.sources import get_source
 
     console = _console()
     targets = paths or [p for p in (resolve("artifacts"), resolve("reports")) if p.exists()]

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from crimecast.contracts import ARTIFACTS
+
 app = typer.Typer(no_args_is_help=True)
 models_app = typer.Typer(help="Inspect the model registry: alias history, version info.",
                          no_args_is_help=True)
@@ -45,7 +47,7 @@ def train(
         f"(@challenger), run {payload['run_id']}\n"
         f"  backtest: Poisson deviance {metrics.get('overall.poisson_deviance', float('nan')):.4f}, "
         f"PAI@5% {metrics.get('overall.pai_at_5pct', float('nan')):.2f}\n"
-        f"  wrote {_where(stage.TRAIN_RUN)}")
+        f"  wrote {ARTIFACTS.train_run}")
 
 
 @app.command()
@@ -67,7 +69,7 @@ def tune(
         f"best trial {payload['trial']} of study {payload['study']} "
         f"({payload['trials_complete']} complete, {payload['trials_pruned']} pruned): "
         f"validation deviance {payload['value']:.4f}\n  params {payload['params']}\n"
-        f"  wrote {_where(stage.BEST_PARAMS)}")
+        f"  wrote {ARTIFACTS.best_params}")
 
 
 @app.command()
@@ -80,7 +82,8 @@ def evaluate(
     """
     from rich.table import Table
 
-    from crimecast.registry import RegistryError
+    from crimecast.lifecycle.gate import PromotionSettings
+    from crimecast.lifecycle.registry import RegistryError
     from training import evaluate as stage
 
     try:
@@ -88,16 +91,18 @@ def evaluate(
     except RegistryError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+    share = PromotionSettings.load().pai_area_share
+    pai_key = f"pai@{share * 100:g}%"
     table = Table(title=f"Backtest of @{alias} (v{payload['version']}) and baselines")
-    for column in ("model", "Poisson deviance", "MAE", "PAI@5%", "coverage 80%"):
+    for column in ("model", "Poisson deviance", "MAE", pai_key.upper(), "coverage 80%"):
         table.add_column(column)
     for label, overall in payload["models"].items():
         table.add_row(label, f"{overall['poisson_deviance']:.4f}", f"{overall['mae']:.3f}",
-                      f"{overall.get('pai@5%', float('nan')):.2f}",
+                      f"{overall.get(pai_key, float('nan')):.2f}",
                       f"{overall.get('coverage_80', float('nan')):.3f}")
     console = _console()
     console.print(table)
-    console.print(f"wrote {_where(stage.EVALUATION)}")
+    console.print(f"wrote {ARTIFACTS.evaluation}")
 
 
 @app.command()
@@ -108,7 +113,7 @@ def promote(actor: Actor = None) -> None:
     appended to state/audit.jsonl, tagged on the model version and written to
     artifacts/promotion.json.
     """
-    from crimecast.registry import RegistryError
+    from crimecast.lifecycle.registry import RegistryError
     from training import promote as stage
 
     try:
@@ -127,7 +132,7 @@ def promote(actor: Actor = None) -> None:
                       f"reference {_num(check['reference'])}")
     after = record.get("champion_after")
     console.print(f"@champion is now {'v' + after if after else 'unset'}")
-    console.print(f"wrote {_where(stage.PROMOTION)} and appended to {_audit()}")
+    console.print(f"wrote {ARTIFACTS.promotion} and appended to {_audit()}")
 
 
 @app.command()
@@ -136,8 +141,8 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "",
 ) -> None:
     """Give @champion back to the previous champion (from the audit log) and record it."""
-    from crimecast.registry import RegistryError
-    from crimecast.registry import rollback as do_rollback
+    from crimecast.lifecycle.promotion import rollback as do_rollback
+    from crimecast.lifecycle.registry import RegistryError
 
     try:
         record = do_rollback(actor=actor, reason=reason)
@@ -155,7 +160,7 @@ def history(
     """Every alias change (register, promote, rollback), oldest first, from the audit log."""
     from rich.table import Table
 
-    from crimecast.registry import alias_history
+    from crimecast.lifecycle.audit import alias_history
 
     changes = alias_history()
     if as_json:
@@ -174,7 +179,7 @@ def history(
 @models_app.command("info")
 def info(alias: Annotated[str, typer.Option(help="Alias to describe.")] = "champion") -> None:
     """What the registry knows about the version holding an alias (JSON)."""
-    from crimecast.registry import RegistryError, model_info
+    from crimecast.lifecycle.registry import RegistryError, model_info
 
     try:
         details = model_info(alias)
@@ -185,14 +190,8 @@ def info(alias: Annotated[str, typer.Option(help="Alias to describe.")] = "champ
     typer.echo(json.dumps({**details, "backtest_metrics": overall}, indent=2, default=str))
 
 
-def _where(relative: Any) -> str:
-    from crimecast.paths import resolve
-
-    return str(resolve(relative))
-
-
 def _audit() -> str:
-    from crimecast.registry import audit_path
+    from crimecast.lifecycle.audit import audit_path
 
     return str(audit_path())
 

@@ -38,7 +38,7 @@ def run(
                                             "of the panel's last weeks (auto: the log when "
                                             "it has forecasts)."),
     model: str = typer.Option(None, help="Forecaster for replay and the reference window: a "
-                                         "crimecast.models name or 'champion' (default: "
+                                         "crimecast.forecast.models name or 'champion' (default: "
                                          "replay_model in the config)."),
     workspace: bool = typer.Option(True, help="Store weekly runs in the Evidently workspace."),
 ) -> None:

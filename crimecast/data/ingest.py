@@ -1,0 +1,320 @@
+"""Ingest: raw incidents from a source → clean, validated, anonymised incidents.
+
+:func:`clean_incidents` is the pure core (frames in, frames out); :func:`run_ingest` is the
+edge that reads the configured source and writes, atomically and only once everything has
+been computed, ``artifacts/incidents.parquet``, ``artifacts/quarantine.csv.gz`` and
+``artifacts/ingest_report.json`` (see :mod:`crimecast.contracts`).
+
+Each bad row is quarantined with the first reason that applies, in :data:`REASONS` order.
+The quarantine keeps only a salted hash of the source key, the timestamp text, the offense
+code, the coordinates and the reason: no addresses or free text. Text that does not look
+like a timestamp or a code is replaced by a placeholder, since a malformed field may hold
+anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from crimecast.config import ConfigError
+from crimecast.contracts import ARTIFACTS, CATEGORIES, ContractError
+from crimecast.data.quality import daily_counts, detect_outages
+from crimecast.data.settings import DataSettings
+from crimecast.data.sources.base import (
+    RAW_INCIDENT_COLUMNS,
+    Source,
+    get_source,
+    require_columns,
+)
+from crimecast.io import write_gzip, write_json, write_parquet
+
+REASONS: tuple[str, ...] = (
+    "missing_source_key",
+    "duplicate_source_key",
+    "unparseable_date",
+    "future_timestamp",
+    "unknown_category",
+    "unknown_offense_code",
+    "missing_coordinates",
+    "outside_bbox",
+    "outside_areas",
+)
+INCIDENT_COLUMNS: tuple[str, ...] = (
+    "incident_id", "occurred_at", "week", "category", "offense_code", "lat", "lon", "area_id",
+)
+QUARANTINE_COLUMNS: tuple[str, ...] = ("key_hash", "occurred_local", "offense_code", "lon", "lat",
+                                       "reason")
+_TIMESTAMP_TEXT = r"^[0-9:\-T /.+Z]{0,40}$"
+_CODE_TEXT = r"^[A-Za-z0-9._\-]{0,16}$"
+
+
+@dataclass
+class IngestResult:
+    """Clean ``incidents`` (:data:`INCIDENT_COLUMNS`), ``quarantine``
+    (:data:`QUARANTINE_COLUMNS`) and the ``report`` written to ingest_report.json."""
+
+    incidents: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def hash_keys(keys: pd.Series, salt: str) -> pd.Series:
+    """Pseudonymous id of each source key: keyed SipHash-2-4 (64 bit, as 16 hex chars) with
+    a key derived from ``salt``. Stable across runs with the same salt; without the salt it
+    cannot be linked back to the source key. Vectorised: ~1 s for 1.5 M keys."""
+    key = hashlib.sha256(salt.encode()).hexdigest()[:16]
+    hashed = pd.util.hash_array(keys.astype(str).to_numpy(dtype=object), hash_key=key,
+                                categorize=False)
+    digits = _HEX_PAIRS[hashed.astype(">u8").view(np.uint8).reshape(-1, 8)]
+    return pd.Series(digits.view("S16").ravel().astype(str).astype(object), index=keys.index)
+
+
+_HEX_PAIRS = np.array([f"{i:02x}" for i in range(256)], dtype="S2")
+
+
+def offense_lookup(offense_categories: dict[str, list[int]]) -> dict[int, str]:
+    """Invert ``{category: [codes]}`` into ``{code: category}``, refusing overlaps and
+    categories outside :data:`CATEGORIES`."""
+    lookup: dict[int, str] = {}
+    for category, codes in offense_categories.items():
+        if category not in CATEGORIES:
+            raise ConfigError(f"configs/data.yaml: key 'offense_categories.{category}': "
+                              f"unknown category; expected one of {list(CATEGORIES)}")
+        for code in codes:
+            if code in lookup:
+                raise ConfigError(f"configs/data.yaml: offense code {code} is listed under both "
+                                  f"'{lookup[code]}' and '{category}'")
+            lookup[int(code)] = category
+    return lookup
+
+
+def parse_local_times(text: pd.Series, timezone: str) -> pd.Series:
+    """Local wall-clock text → tz-aware timestamps (NaT when unparseable).
+
+    In the autumn DST overlap an ambiguous time is read as daylight time (its first
+    occurrence); a time in the spring gap is moved forward to the first valid instant.
+    """
+    naive = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    if getattr(naive.dt, "tz", None) is not None:  # the source sent offsets: convert
+        return naive.dt.tz_convert(timezone)
+    return naive.dt.tz_localize(timezone, ambiguous=np.ones(len(naive), dtype=bool),
+                                nonexistent="shift_forward")
+
+
+def assign_areas(lon: np.ndarray, lat: np.ndarray, areas: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Area of each point: ``(area_index [n] int64, -1 when none; outside_bbox [n] bool)``.
+
+    Polygons: each prepared polygon tests only the points in its bounding box (points are
+    sorted by longitude, so that is two binary searches), with ``contains_xy``; the few
+    points left, e.g. exactly on a border, go through an STRtree ``intersects`` query. A
+    point in several polygons goes to the lowest-index one, so the join is deterministic.
+    1.5 M points x 408 tracts take ~2 s. Points (centroids only): the nearest centroid,
+    for points inside the centroids' bounding box padded by the median centroid spacing.
+    """
+    geoms = np.asarray(areas.geometry.values)
+    n = len(lon)
+    area_index = np.full(n, -1, dtype=np.int64)
+    is_points = bool(len(geoms)) and all(g.geom_type == "Point" for g in geoms)
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+    pad = _centroid_spacing(geoms) if is_points else 0.0
+    outside = ~((lon >= minx - pad) & (lon <= maxx + pad) & (lat >= miny - pad) & (lat <= maxy + pad))
+    candidates = np.flatnonzero(~outside)
+    if candidates.size == 0:
+        return area_index, outside
+    tree = shapely.STRtree(geoms)
+    if is_points:
+        hits = tree.query_nearest(shapely.points(lon[candidates], lat[candidates]),
+                                  all_matches=False)
+        area_index[candidates[hits[0]]] = hits[1]
+        return area_index, outside
+
+    order = candidates[np.argsort(lon[candidates], kind="stable")]
+    xs, ys = lon[order], lat[order]
+    bounds = shapely.bounds(geoms)
+    for i in range(len(geoms)):
+        polygon = geoms[i]
+        shapely.prepare(polygon)
+        start = np.searchsorted(xs, bounds[i, 0], side="left")
+        stop = np.searchsorted(xs, bounds[i, 2], side="right")
+        in_box = np.flatnonzero((ys[start:stop] >= bounds[i, 1]) & (ys[start:stop] <= bounds[i, 3]))
+        in_box += start
+        inside = order[in_box[shapely.contains_xy(polygon, xs[in_box], ys[in_box])]]
+        inside = inside[area_index[inside] < 0]
+        area_index[inside] = i
+
+    left = candidates[area_index[candidates] < 0]
+    if left.size:
+        point_i, area_i = tree.query(shapely.points(lon[left], lat[left]), predicate="intersects")
+        first = pd.Series(area_i).groupby(point_i).min()
+        area_index[left[first.index.to_numpy()]] = first.to_numpy()
+    return area_index, outside
+
+
+def _centroid_spacing(points: np.ndarray) -> float:
+    if len(points) < 2:
+        return 0.01
+    tree = shapely.STRtree(points)
+    _, distances = tree.query_nearest(points, exclusive=True, return_distance=True)
+    return float(np.median(distances)) if len(distances) else 0.01
+
+
+def _safe_text(values: pd.Series, pattern: str) -> pd.Series:
+    text = values.astype(str).where(values.notna(), "")
+    ok = text.str.match(pattern)
+    return text.where(ok, "<redacted: " + text.str.len().astype(str) + " chars>")
+
+
+def clean_incidents(raw: pd.DataFrame, areas: Any, settings: DataSettings,
+                    now: pd.Timestamp | None = None, file: str | Path = "raw incidents",
+                    ) -> IngestResult:
+    """Validate raw incidents and split them into clean incidents and quarantined rows.
+
+    ``raw``: a raw incident frame (:data:`RAW_INCIDENT_COLUMNS`, optional ``category``);
+    ``areas``: GeoDataFrame with ``area_id`` and geometry (EPSG:4326); ``now``: the
+    reference time for future timestamps (default: the current time). A missing column
+    raises :class:`ContractError` naming ``file`` and the column.
+    Returns an :class:`IngestResult` whose report holds counts per reason and outages.
+    """
+    require_columns(raw, RAW_INCIDENT_COLUMNS, file)
+    tz = settings.timezone
+    now = pd.Timestamp.now(tz=tz) if now is None else pd.Timestamp(now)
+    now = now.tz_localize(tz) if now.tzinfo is None else now.tz_convert(tz)
+    n = len(raw)
+    reason = np.full(n, "", dtype=object)
+
+    def flag(mask: np.ndarray, name: str) -> None:
+        reason[(reason == "") & mask] = name
+
+    keys = raw["source_key"].astype(str).str.strip().where(raw["source_key"].notna(), "")
+    flag(((keys == "") | (keys.str.lower() == "nan")).to_numpy(), "missing_source_key")
+    flag(keys.duplicated(keep="first").to_numpy(), "duplicate_source_key")
+
+    occurred = parse_local_times(raw["occurred_local"].astype(str).str.strip(), tz)
+    flag(occurred.isna().to_numpy(), "unparseable_date")
+    tolerance = pd.Timedelta(days=settings.future_tolerance_days)
+    flag((occurred > now + tolerance).fillna(False).to_numpy(), "future_timestamp")
+
+    code = pd.to_numeric(raw["offense_code"], errors="coerce")
+    category = code.map(offense_lookup(settings.offense_categories))
+    if "category" in raw.columns:
+        given = raw["category"].astype(str).str.strip().str.lower().where(raw["category"].notna())
+        flag((given.notna() & ~given.isin(CATEGORIES)).to_numpy(), "unknown_category")
+        category = given.where(given.notna(), category)
+    flag(category.isna().to_numpy(), "unknown_offense_code")
+
+    lon = pd.to_numeric(raw["lon"], errors="coerce").to_numpy(dtype=float)
+    lat = pd.to_numeric(raw["lat"], errors="coerce").to_numpy(dtype=float)
+    no_coords = ~np.isfinite(lon) | ~np.isfinite(lat) | ((lon == 0) & (lat == 0))
+    flag(no_coords, "missing_coordinates")
+    located = reason == ""
+    area_index = np.full(n, -1, dtype=np.int64)
+    if located.any():
+        found, outside = assign_areas(lon[located], lat[located], areas)
+        area_index[located] = found
+        sub = np.full(n, False)
+        sub[located] = outside
+        flag(sub, "outside_bbox")
+    flag(area_index < 0, "outside_areas")
+
+    valid = reason == ""
+    key_hash = hash_keys(keys, settings.salt)
+    area_ids = areas["area_id"].astype(str).to_numpy()
+    occurred_valid = occurred[valid].reset_index(drop=True)
+    local_day = occurred_valid.dt.tz_localize(None).dt.normalize()
+    incidents = pd.DataFrame({
+        "incident_id": key_hash[valid].to_numpy(),
+        "occurred_at": occurred_valid,
+        "week": (local_day - pd.to_timedelta(local_day.dt.dayofweek, unit="D"))
+        .astype("datetime64[ns]"),
+        "category": category[valid].astype(str).to_numpy(),
+        "offense_code": code[valid].fillna(-1).astype("int64").to_numpy(),
+        "lat": lat[valid],
+        "lon": lon[valid],
+        "area_id": area_ids[area_index[valid]],
+    })
+    # Time order; ties keep the source's row order, so reruns give identical files.
+    order = np.argsort(occurred_valid.dt.tz_convert("UTC").dt.tz_localize(None)
+                       .to_numpy(dtype="datetime64[ns]").view("int64"), kind="stable")
+    incidents = incidents.iloc[order].reset_index(drop=True)
+
+    bad = ~valid
+    quarantine = pd.DataFrame({
+        "key_hash": key_hash[bad].where(keys[bad] != "", "").to_numpy(),
+        "occurred_local": _safe_text(raw["occurred_local"][bad], _TIMESTAMP_TEXT).to_numpy(),
+        "offense_code": _safe_text(raw["offense_code"][bad], _CODE_TEXT).to_numpy(),
+        "lon": lon[bad],
+        "lat": lat[bad],
+        "reason": reason[bad],
+    })
+
+    # Volume is a property of the source, so outages are judged on every dated record.
+    dated = ~pd.Series(reason).isin(["missing_source_key", "duplicate_source_key",
+                                     "unparseable_date", "future_timestamp"]).to_numpy()
+    outages = detect_outages(daily_counts(occurred[dated].dt.tz_localize(None)), settings.quality)
+    report = build_report(incidents, quarantine, n, areas, outages.as_json())
+    return IngestResult(incidents, quarantine, report)
+
+
+def build_report(incidents: pd.DataFrame, quarantine: pd.DataFrame, rows_read: int,
+                 areas: Any, outages: dict[str, list[str]]) -> dict[str, Any]:
+    """The ingest_report.json payload: counts per reason, category, year; outages."""
+    by_reason = quarantine["reason"].value_counts()
+    years = incidents["occurred_at"].dt.year
+    return {
+        "rows_read": int(rows_read),
+        "rows_valid": len(incidents),
+        "rows_quarantined": len(quarantine),
+        "quarantine_by_reason": {r: int(by_reason.get(r, 0)) for r in REASONS},
+        "incidents_by_category": {c: int(v) for c, v in
+                                  incidents["category"].value_counts().sort_index().items()},
+        "incidents_by_year": {str(y): int(v) for y, v in years.value_counts().sort_index().items()},
+        "first_day": _day(incidents["occurred_at"].min()),
+        "last_day": _day(incidents["occurred_at"].max()),
+        "areas": len(areas),
+        "areas_with_incidents": int(incidents["area_id"].nunique()),
+        **outages,
+    }
+
+
+def _day(value: Any) -> str | None:
+    return None if pd.isna(value) else pd.Timestamp(value).date().isoformat()
+
+
+def write_quarantine(target: Path, quarantine: pd.DataFrame) -> Path:
+    """Gzip CSV with mtime=0, so equal content gives equal bytes (stable DVC hashes)."""
+    return write_gzip(target, quarantine.to_csv(index=False).encode())
+
+
+def run_ingest(settings: DataSettings | None = None, source: Source | None = None,
+               now: pd.Timestamp | None = None, write: bool = True) -> IngestResult:
+    """Read the configured source's raw snapshot, clean it and (if ``write``) write the
+    three ingest outputs. Nothing is written unless every step succeeded."""
+    settings = settings or DataSettings.load()
+    source = source or get_source(settings)
+    raw_dir = settings.raw_path()
+    if not raw_dir.exists():
+        raise ContractError(f"{raw_dir}: raw snapshot folder missing; run `crimecast data fetch`")
+    raw = source.read_incidents(raw_dir)
+    areas = source.read_areas(raw_dir)
+    require_columns(areas, ["area_id", "geometry"], f"{raw_dir} (areas of source {settings.source!r})")
+    result = clean_incidents(raw, areas, settings, now=now, file=source.incidents_file(raw_dir))
+    result.report = {"source": settings.source, **result.report}
+    if write:
+        write_outputs(result)
+    return result
+
+
+def write_outputs(result: IngestResult) -> list[Path]:
+    """Write quarantine, report, then incidents (each atomically); return the paths."""
+    return [
+        write_quarantine(ARTIFACTS.quarantine, result.quarantine),
+        write_json(ARTIFACTS.ingest_report, result.report),
+        write_parquet(ARTIFACTS.incidents, result.incidents),
+    ]

@@ -1,0 +1,150 @@
+"""Settings of the data concern: ``configs/data.yaml``, typed.
+
+One :class:`DataSettings` holds everything that shapes the data stages (ingest, areas,
+graph, panel): which source, where its raw snapshot lives, the city's time zone, the
+offense-code map, the outage detector, how areas are grouped for fairness checks and how
+the adjacency graph is built. Override any key with ``CRIMECAST_DATA__<KEY>`` (nested keys
+joined with ``__``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crimecast.config import ConcernSettings
+
+# Philadelphia UCR "hundreds" codes (ucr_general). Part I violent + other assaults (800):
+# simple assaults are interpersonal violence and are the bulk of violent calls for service.
+# Property = Part I property (burglary, theft, motor-vehicle theft, arson) plus vandalism
+# (1400), which is damage to property. Fraud/forgery/embezzlement (1000-1200) and
+# everything else (drugs, DUI, disorderly, weapons, "all other") are "other".
+DEFAULT_OFFENSE_CATEGORIES: dict[str, list[int]] = {
+    "violent": [100, 200, 300, 400, 800],
+    "property": [500, 600, 700, 900, 1400],
+    "other": [1000, 1100, 1200, 1300, 1500, 1600, 1700, 1800, 1900, 2000, 2100, 2200, 2300,
+              2400, 2500, 2600],
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhiladelphiaSettings(_Strict):
+    """Philadelphia: the committed snapshot, and the city's open-data SQL API for refresh."""
+
+    snapshot_dir: str = "snapshot/philadelphia"
+    api_url: str = "https://phl.carto.com/api/v2/sql"
+    api_table: str = "incidents_part1_part2"
+    api_timeout_s: float = 120.0
+
+
+class CsvColumns(_Strict):
+    """Which column of the city's incidents CSV holds each raw field."""
+
+    source_key: str = "id"
+    occurred_local: str = "occurred_at"
+    offense_code: str = "offense_code"
+    lon: str = "lon"
+    lat: str = "lat"
+    category: str | None = None
+
+
+class CsvAreaColumns(_Strict):
+    """Areas file columns: GeoJSON properties, or CSV columns of centroids (lon/lat)."""
+
+    area_id: str = "GEOID"
+    aland_m2: str | None = "ALAND"
+    lon: str = "lon"
+    lat: str = "lat"
+
+
+class CsvDemographicColumns(_Strict):
+    """Demographics CSV columns for each raw demographic field (None: not available)."""
+
+    area_id: str = "GEOID"
+    population: str | None = "population"
+    pct_black: str | None = "pct_black"
+    pct_white: str | None = "pct_white"
+    pct_asian: str | None = "pct_asian"
+    pct_hispanic: str | None = "pct_hispanic"
+    median_income: str | None = "median_income"
+    pct_poverty: str | None = "pct_poverty"
+
+
+class CsvSettings(_Strict):
+    """Any city: an incidents CSV, an areas file (GeoJSON polygons or CSV centroids) and a
+    demographics CSV, with column mappings. Paths are relative to the project home."""
+
+    incidents: str = ""
+    areas: str = ""
+    demographics: str = ""
+    columns: CsvColumns = Field(default_factory=CsvColumns)
+    area_columns: CsvAreaColumns = Field(default_factory=CsvAreaColumns)
+    demographic_columns: CsvDemographicColumns = Field(default_factory=CsvDemographicColumns)
+    # Values meaning "unknown" in demographics (Census uses -666666666 for suppressed income).
+    na_sentinels: list[float] = Field(default_factory=lambda: [-666666666.0])
+
+
+class AreaGroupSettings(_Strict):
+    """How each area's fairness group is labelled (see crimecast.data.areas)."""
+
+    rule: Literal["majority", "income_tercile"] = "majority"
+    majority_threshold_pct: float = 50.0
+    population_floor: int = 100
+
+
+class QualitySettings(_Strict):
+    """Outage detector (crimecast.data.quality). A day is an outage day when its count is below
+    ``day_ratio`` x the median of the same weekday in the ``window_weeks`` weeks before and
+    after it, and that shortfall is also improbable under a Poisson law with that median
+    (p < ``alpha``, which keeps sparse cities from being flagged on noise). A week is an
+    outage week when it holds an outage day, its total is below ``week_ratio`` x the median
+    of its neighbouring weeks (same Poisson guard), or the data cover only part of it."""
+
+    window_weeks: int = Field(4, ge=1)
+    day_ratio: float = Field(0.35, gt=0, lt=1)
+    week_ratio: float = Field(0.7, gt=0, lt=1)
+    alpha: float = Field(1e-4, gt=0, lt=1)
+
+
+class GraphSettings(_Strict):
+    """``configs/data.yaml`` key ``graph``: how the adjacency graph is built."""
+
+    method: Literal["auto", "queen", "knn"] = Field(
+        "auto", description="auto: queen for polygons, knn for points")
+    knn_k: int = Field(6, ge=1, description="neighbours per area for the knn method")
+    tolerance_deg: float = Field(
+        1e-6, ge=0, description="boundaries closer than this (degrees, ~0.1 m) touch")
+
+
+class DataSettings(ConcernSettings):
+    """Settings of the data concern (``configs/data.yaml``)."""
+
+    concern: ClassVar[str] = "data"
+
+    source: str = "philadelphia"
+    raw_dir: str = "data"
+    timezone: str = "America/New_York"
+    # Salt (key) of incident_id = SipHash-2-4(source_key); override with CRIMECAST_DATA__SALT.
+    salt: str = "crimecast-2026-public-salt"
+    # Incidents after this many days past "now" are quarantined as future timestamps.
+    future_tolerance_days: int = 1
+    offense_categories: dict[str, list[int]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_OFFENSE_CATEGORIES.items()})
+    philadelphia: PhiladelphiaSettings = Field(default_factory=PhiladelphiaSettings)
+    csv: CsvSettings = Field(default_factory=CsvSettings)
+    # Free-form settings for the synthetic city; validated by crimecast.data.sources.synthetic.
+    synthetic: dict[str, Any] = Field(default_factory=dict)
+    groups: AreaGroupSettings = Field(default_factory=AreaGroupSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
+
+    def raw_path(self) -> Path:
+        """Absolute path of the raw snapshot folder (``data/``)."""
+        from crimecast.paths import resolve
+
+        return resolve(self.raw_dir)

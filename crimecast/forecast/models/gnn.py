@@ -1,0 +1,525 @@
+"""Spatio-temporal graph neural network forecaster (PyTorch Geometric).
+
+:class:`SpatioTemporalGNN` is the ``torch.nn.Module``; :class:`GNNForecaster` wraps it in the
+:class:`~crimecast.forecast.models.base.Forecaster` contract (features, training loop, early stopping,
+save/load). Inputs come from :func:`crimecast.forecast.features.lag_features` (the one feature
+function) and :func:`crimecast.forecast.features.area_covariates`.
+
+Training: every origin week ``t`` of the training window is a graph snapshot; the model
+reads each tract's last ``lags`` weeks and summary features at ``t`` and predicts weeks
+``t+1..t+H``. Several snapshots are stacked as one disjoint graph per step. Small graphs
+train full-batch; graphs with more than ``full_batch_max_nodes`` areas train on
+neighbour-sampled sub-graphs (:class:`UniformNeighbourSampler` driven by PyG's
+``NodeLoader``: memory grows with ``batch_size`` and ``num_neighbors``, not the city).
+Early stopping watches the NB/Poisson loss on the last ``validation_weeks`` origins;
+``on_epoch(epoch, val_loss)`` (attribute) is called after every epoch, so Optuna can prune
+by raising ``optuna.TrialPruned`` from it.
+
+Determinism: ``torch.manual_seed(seed)``, a seeded generator for shuffling and sampling,
+``torch.use_deterministic_algorithms(True)`` during fit, ``torch.set_num_threads``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv, GCNConv, GraphConv
+from torch_geometric.sampler import BaseSampler, NodeSamplerInput, SamplerOutput
+
+from crimecast.contracts import AreaGraph
+from crimecast.data.panel import PanelArrays
+from crimecast.forecast.features import FeatureSpec, area_covariates, lag_features
+from crimecast.forecast.models.base import FeatureForecaster, ModelError
+
+WEIGHTS_FILE = "gnn.pt"
+CONV_TYPES = ("gcn", "graph", "gat")
+# Floor added to the long-run mean before taking its log as the offset: a tract with no
+# crime in a year still gets a small, finite expected count.
+BASE_FLOOR = 0.02
+
+
+class SpatioTemporalGNN(nn.Module):
+    r"""GRU temporal encoder + residual graph convolutions + per-horizon count heads.
+
+    For node ``i`` (a tract at one origin week)::
+
+        h_i   = GRU(s_i)[last]                        s_i: [L, C_in] recent weeks, log1p
+        z_i   = ReLU(h_i + W_s x_i)                   x_i: [S] standardised static features
+        z     = z + ReLU(Conv_k(z, A))   k = 1..K     Conv: GCNConv | GraphConv | GATConv
+        z     = z + ReLU(W_j z)          j = 1..head_layers-1   (residual MLP head)
+        log mu_i[h, c] = (W_o z_i)[h, c] + log(b_i[c] + 0.02)
+
+    where ``b_i[c]`` is the tract's long-run mean count (``base_window`` weeks, default
+    156: the sampling error of a w-week mean adds about 1/w to the Poisson deviance, 0.02
+    for a 52-week mean); the model learns a multiplicative correction to it; ``A`` is the
+    weighted adjacency. Counts follow
+    ``NB(mu, alpha_c)`` (variance ``mu + alpha_c mu^2``, ``alpha_c = exp(log_alpha[c])``
+    learned) or ``Poisson(mu)``.
+
+    Shapes: ``seq: [N, L, C_in]``, ``static: [N, S]``, ``log_base: [N, C]``,
+    ``edge_index: [2, E]``, ``edge_weight: [E]`` → ``log_mean: [N, H, C]``.
+    """
+
+    def __init__(self, seq_features: int, static_features: int, num_categories: int,
+                 num_horizons: int, hidden: int = 32, conv_layers: int = 2,
+                 conv: str = "gcn", dropout: float = 0.1, likelihood: str = "negbin",
+                 head_layers: int = 1) -> None:
+        super().__init__()
+        if conv not in CONV_TYPES:
+            raise ModelError(f"gnn.conv must be one of {CONV_TYPES}, got {conv!r}")
+        self.num_categories, self.num_horizons, self.conv = num_categories, num_horizons, conv
+        self.gru = nn.GRU(seq_features, hidden, batch_first=True)
+        self.static = nn.Linear(static_features, hidden)
+        self.convs = nn.ModuleList([self._make_conv(conv, hidden) for _ in range(conv_layers)])
+        self.dropout = nn.Dropout(dropout)
+        self.head_hidden = nn.ModuleList([nn.Linear(hidden, hidden)
+                                          for _ in range(max(head_layers - 1, 0))])
+        self.head = nn.Linear(hidden, num_horizons * num_categories)
+        nn.init.zeros_(self.head.weight)  # start at the 52-week mean: a sane baseline
+        nn.init.zeros_(self.head.bias)
+        self.likelihood = likelihood
+        self.log_alpha = nn.Parameter(torch.full((num_categories,), math.log(0.1)))
+
+    @staticmethod
+    def _make_conv(conv: str, hidden: int) -> nn.Module:
+        if conv == "gcn":
+            return GCNConv(hidden, hidden)
+        if conv == "graph":
+            return GraphConv(hidden, hidden, aggr="mean")
+        return GATConv(hidden, hidden, heads=1, edge_dim=1)
+
+    def forward(self, seq: Tensor, static: Tensor, log_base: Tensor, edge_index: Tensor,
+                edge_weight: Tensor) -> Tensor:
+        _, last = self.gru(seq)  # last: [1, N, hidden]
+        z = torch.relu(last[0] + self.static(static))
+        for conv in self.convs:
+            if self.conv == "gat":
+                update = conv(z, edge_index, edge_attr=edge_weight[:, None])
+            else:
+                update = conv(z, edge_index, edge_weight)
+            z = z + self.dropout(torch.relu(update))
+        for layer in self.head_hidden:
+            z = z + torch.relu(layer(z))
+        out = self.head(z).view(-1, self.num_horizons, self.num_categories)
+        return out + log_base[:, None, :]
+
+    def loss(self, log_mean: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """Mean negative log-likelihood over cells where ``mask`` is true (``[N, H, C]``)."""
+        log_mean = log_mean.clamp(-12.0, 12.0)
+        mu = log_mean.exp()
+        if self.likelihood == "poisson":
+            nll = mu - target * log_mean + torch.lgamma(target + 1)
+        else:
+            r = torch.exp(-self.log_alpha)[None, None, :].expand_as(mu)
+            nll = -(torch.lgamma(target + r) - torch.lgamma(r) - torch.lgamma(target + 1)
+                    + r * (torch.log(r) - torch.log(r + mu))
+                    + target * (log_mean - torch.log(r + mu)))
+        weight = mask.to(nll.dtype)
+        return (nll * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class UniformNeighbourSampler(BaseSampler):
+    """Uniform k-hop neighbour sampling in plain torch, for PyG's ``NodeLoader``.
+
+    PyG's own ``NeighborSampler`` needs ``pyg-lib`` or ``torch-sparse``, which have no
+    wheels for torch 2.13; this sampler implements the same contract: for each hop, up to
+    ``num_neighbors[k]`` incoming neighbours of every frontier node, chosen uniformly
+    without replacement. Seeds come first in the output node list.
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: int, num_neighbors: list[int],
+                 generator: torch.Generator) -> None:
+        dst_order = torch.argsort(edge_index[1], stable=True)
+        self.src = edge_index[0][dst_order]
+        self.edge_ids = dst_order
+        counts = torch.bincount(edge_index[1], minlength=num_nodes)
+        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+        self.rowptr[1:] = torch.cumsum(counts, 0)
+        self.num_nodes = num_nodes
+        self.num_neighbors = list(num_neighbors)
+        self.generator = generator
+
+    def sample_from_nodes(self, index: NodeSamplerInput, **kwargs: Any) -> SamplerOutput:
+        seeds = index.node.to(torch.long)
+        local = torch.full((self.num_nodes,), -1, dtype=torch.long)
+        local[seeds] = torch.arange(seeds.numel())
+        nodes, frontier = [seeds], seeds
+        rows, cols, edges = [], [], []
+        num_sampled_nodes, num_sampled_edges = [seeds.numel()], []
+        total = seeds.numel()
+        for fanout in self.num_neighbors:
+            start, stop = self.rowptr[frontier], self.rowptr[frontier + 1]
+            degree = stop - start
+            owner = torch.repeat_interleave(torch.arange(frontier.numel()), degree)
+            offset = torch.arange(int(degree.sum())) - torch.repeat_interleave(
+                torch.cumsum(degree, 0) - degree, degree)
+            position = start[owner] + offset
+            if fanout >= 0:
+                # Random keys, then keep the first `fanout` per owner: uniform without
+                # replacement, fully vectorised.
+                keys = torch.rand(position.numel(), generator=self.generator) + owner
+                order = torch.argsort(keys)
+                owner, position = owner[order], position[order]
+                rank = torch.arange(owner.numel()) - torch.repeat_interleave(
+                    torch.cumsum(degree, 0) - degree, degree)
+                keep = rank < fanout
+                owner, position = owner[keep], position[keep]
+            src = self.src[position]
+            fresh = torch.unique(src[local[src] < 0])
+            local[fresh] = torch.arange(total, total + fresh.numel())
+            total += fresh.numel()
+            nodes.append(fresh)
+            rows.append(local[src])
+            cols.append(local[frontier[owner]])
+            edges.append(self.edge_ids[position])
+            num_sampled_nodes.append(fresh.numel())
+            num_sampled_edges.append(src.numel())
+            frontier = fresh
+        return SamplerOutput(node=torch.cat(nodes), row=torch.cat(rows), col=torch.cat(cols),
+                             edge=torch.cat(edges), batch=None,
+                             num_sampled_nodes=num_sampled_nodes,
+                             num_sampled_edges=num_sampled_edges,
+                             metadata=(index.input_id, index.time))
+
+    def sample_from_edges(self, index: Any, neg_sampling: Any = None) -> Any:
+        raise NotImplementedError("edge-level sampling is not used by crimecast")
+
+
+@contextmanager
+def _deterministic_torch(threads: int) -> Iterator[None]:
+    """Deterministic kernels and a fixed thread count inside the block (restored after)."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.set_num_threads(previous[1])
+
+
+class GNNForecaster(FeatureForecaster):
+    """The GNN in the forecaster contract (see the module docstring for training)."""
+
+    name: ClassVar[str] = "gnn"
+
+    def __init__(self, *, lags: int = 8, hidden: int = 32, conv_layers: int = 2,
+                 conv: str = "graph", dropout: float = 0.1, likelihood: str = "negbin",
+                 head_layers: int = 2, seq_ratio: bool = True, base_window: int = 156,
+                 horizons: tuple[int, ...] | list[int] = (1, 2, 3, 4),
+                 learning_rate: float = 0.01, weight_decay: float = 1e-4,
+                 epochs: int = 60, patience: int = 8, train_weeks: int = 156,
+                 validation_weeks: int = 8, snapshots_per_batch: int = 8,
+                 full_batch_max_nodes: int = 20000, batch_size: int = 512,
+                 num_neighbors: tuple[int, ...] | list[int] = (10, 10),
+                 num_threads: int = 1, seed: int = 0, mask_outages: bool = True) -> None:
+        super().__init__(mask_outages=mask_outages)
+        if conv not in CONV_TYPES:
+            raise ModelError(f"gnn.conv must be one of {CONV_TYPES}, got {conv!r}")
+        if likelihood not in ("negbin", "poisson"):
+            raise ModelError(f"gnn.likelihood must be 'negbin' or 'poisson', got {likelihood!r}")
+        self.lags, self.hidden, self.conv_layers, self.conv = lags, hidden, conv_layers, conv
+        self.dropout, self.likelihood = dropout, likelihood
+        self.head_layers, self.seq_ratio = head_layers, seq_ratio
+        self.base_window = base_window
+        self.horizons = list(horizons)
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
+        self.epochs, self.patience = epochs, patience
+        self.train_weeks, self.validation_weeks = train_weeks, validation_weeks
+        self.snapshots_per_batch = snapshots_per_batch
+        self.full_batch_max_nodes, self.batch_size = full_batch_max_nodes, batch_size
+        self.num_neighbors = list(num_neighbors)
+        self.num_threads, self.seed = num_threads, seed
+        #: Optional ``on_epoch(epoch, val_loss)`` callback (not a hyperparameter).
+        self.on_epoch: Callable[[int, float], None] | None = None
+        self.module_: SpatioTemporalGNN | None = None
+        self.static_mean_: np.ndarray | None = None
+        self.static_std_: np.ndarray | None = None
+        self.history_: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------------ inputs
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec(lags=self.lags, rolling_windows=(4, 13, 52, self.base_window),
+                           seasonal=True, spatial_lag=True)
+
+    def _inputs(self, data: PanelArrays, graph: AreaGraph
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Model inputs for every (area, origin week).
+
+        Returns ``seq [A, W, L, C']`` (log1p counts, oldest first, plus counts over the
+        long-run mean when ``seq_ratio``: ``C' = 2C``), ``static [A, W, S]``
+        (log1p of rolling/spatial means, week-of-year, area covariates; unscaled) and
+        ``log_base [A, W, C]`` (log of the ``base_window``-week mean + floor).
+        """
+        cats = data.categories
+        features, names = lag_features(data.counts, data.weeks, self.spec, graph=graph,
+                                       categories=cats, outage=data.outage)
+        index = {n: i for i, n in enumerate(names)}
+        lag_idx = np.array([[index[f"lag{k}_{c}"] for c in cats]
+                            for k in range(self.lags, 0, -1)])
+        base = features[:, :, [index[f"mean{self.base_window}_{c}"] for c in cats]]
+        num_areas, num_weeks = features.shape[:2]
+        # Filled block by block into preallocated float32 arrays: on a 100k-area city each
+        # temporary copy of these is a gigabyte.
+        channels = 2 if self.seq_ratio else 1
+        seq = np.empty((num_areas, num_weeks, self.lags, channels * len(cats)), np.float32)
+        seq[..., : len(cats)] = features[:, :, lag_idx]
+        if self.seq_ratio:
+            # Counts relative to the tract's usual level: near-repeat bursts are additive
+            # on the count scale, which log1p alone makes hard to read.
+            seq[..., len(cats):] = seq[..., : len(cats)]
+            seq[..., len(cats):] /= base[:, :, None, :] + 0.1
+        np.log1p(seq[..., : len(cats)], out=seq[..., : len(cats)])
+        count_static = [i for n, i in index.items() if not n.startswith(("lag", "woy_"))]
+        woy = [index["woy_sin"], index["woy_cos"]]
+        covariates = area_covariates(graph.areas)  # [A, 8]
+        static = np.empty((num_areas, num_weeks, len(count_static) + 2 + covariates.shape[1]),
+                          np.float32)
+        static[..., : len(count_static)] = features[:, :, count_static]
+        np.log1p(static[..., : len(count_static)], out=static[..., : len(count_static)])
+        static[..., len(count_static): len(count_static) + 2] = features[:, :, woy]
+        static[..., len(count_static) + 2:] = covariates[:, None, :]
+        del features
+        return seq, static, np.log(base + BASE_FLOOR).astype(np.float32)
+
+    @staticmethod
+    def _edges(graph: AreaGraph) -> tuple[Tensor, Tensor]:
+        weight = np.asarray(graph.edge_weight, dtype=np.float32)
+        # Scale to mean 1 so GraphConv/GAT see weights of the same size in every city.
+        weight = weight / weight.mean() if weight.size and weight.mean() > 0 else weight
+        return (torch.as_tensor(np.asarray(graph.edge_index), dtype=torch.long),
+                torch.as_tensor(weight))
+
+    def _targets(self, data: PanelArrays, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``y [A, O, H, C]`` and its observability mask (inside the panel, not outage)."""
+        num_areas, num_weeks, num_cats = data.counts.shape
+        y = np.zeros((num_areas, len(origins), len(self.horizons), num_cats), np.float32)
+        mask = np.zeros(y.shape, dtype=bool)
+        for k, h in enumerate(self.horizons):
+            target = origins + h
+            ok = target < num_weeks
+            ok[ok] &= ~data.outage[target[ok]]
+            y[:, ok, k, :] = data.counts[:, target[ok], :]
+            mask[:, ok, k, :] = True
+        return y, mask
+
+    # ----------------------------------------------------------------------- training
+    def _fit(self, data: PanelArrays, graph: AreaGraph) -> None:
+        num_areas, num_weeks, num_cats = data.counts.shape
+        last_val = num_weeks - 1 - 1  # the last origin with at least one target
+        val_origins = np.arange(max(last_val - self.validation_weeks + 1, 0), last_val + 1)
+        # Training targets stay before the first validation target.
+        last_train = int(val_origins[0]) - max(self.horizons) if len(val_origins) else last_val
+        first_train = max(last_train - self.train_weeks + 1, min(self.spec.min_history, 4) - 1)
+        train_origins = np.arange(first_train, last_train + 1)
+        if len(train_origins) < 1:
+            raise ModelError(f"gnn: panel has {num_weeks} weeks, too few to train "
+                             f"(needs more than validation_weeks + horizon)")
+        seq, static, log_base = self._inputs(data, graph)
+        flat_static = static[:, train_origins].reshape(-1, static.shape[-1])
+        self.static_mean_ = flat_static.mean(axis=0)
+        self.static_std_ = np.maximum(flat_static.std(axis=0), 1e-6)
+        static -= self.static_mean_
+        static /= self.static_std_
+        y_train, m_train = self._targets(data, train_origins)
+        y_val, m_val = self._targets(data, val_origins)
+        edge_index, edge_weight = self._edges(graph)
+
+        with _deterministic_torch(self.num_threads):
+            torch.manual_seed(self.seed)
+            generator = torch.Generator().manual_seed(self.seed)
+            module = SpatioTemporalGNN(seq.shape[-1], static.shape[-1], num_cats,
+                                       len(self.horizons), self.hidden, self.conv_layers,
+                                       self.conv, self.dropout, self.likelihood,
+                                       self.head_layers)
+            optimiser = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
+                                         weight_decay=self.weight_decay)
+            tensors = {"seq": torch.from_numpy(seq), "static": torch.from_numpy(static),
+                       "log_base": torch.from_numpy(log_base)}
+            sampled = num_areas > self.full_batch_max_nodes
+            sampler = (UniformNeighbourSampler(edge_index, num_areas, self.num_neighbors,
+                                               generator) if sampled else None)
+            best_loss, best_state, stale = math.inf, copy.deepcopy(module.state_dict()), 0
+            self.history_ = []
+            for epoch in range(self.epochs):
+                module.train()
+                train_loss = self._train_epoch(module, optimiser, tensors, train_origins,
+                                               torch.from_numpy(y_train),
+                                               torch.from_numpy(m_train), edge_index,
+                                               edge_weight, generator, sampler)
+                val_loss = self._evaluate(module, tensors, val_origins, torch.from_numpy(y_val),
+                                          torch.from_numpy(m_val), edge_index, edge_weight)
+                self.history_.append({"epoch": epoch, "train_loss": train_loss,
+                                      "val_loss": val_loss})
+                if self.on_epoch is not None:
+                    self.on_epoch(epoch, val_loss)
+                if val_loss < best_loss - 1e-5:
+                    best_loss, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+            module.load_state_dict(best_state)
+        module.eval()
+        self.module_ = module
+        self.dispersion_ = self._learned_dispersion()
+
+    def _learned_dispersion(self) -> np.ndarray:
+        assert self.module_ is not None
+        if self.likelihood == "poisson":
+            return np.zeros(self.module_.num_categories)
+        return self.module_.log_alpha.detach().exp().double().numpy()
+
+    @staticmethod
+    def _stack(tensors: dict[str, Tensor], nodes: Tensor | None, origins: Tensor
+               ) -> tuple[Tensor, Tensor, Tensor]:
+        """Inputs of ``nodes`` (all when None) at each of ``origins``, snapshot-major."""
+        pick = (lambda t: t[:, origins]) if nodes is None else (lambda t: t[nodes][:, origins])
+        seq, static, base = (pick(tensors[k]) for k in ("seq", "static", "log_base"))
+        # [n, G, ...] -> [G * n, ...] (snapshot-major, matching the edge offsets below)
+        return (seq.transpose(0, 1).reshape(-1, *seq.shape[2:]),
+                static.transpose(0, 1).reshape(-1, static.shape[-1]),
+                base.transpose(0, 1).reshape(-1, base.shape[-1]))
+
+    @staticmethod
+    def _replicate(edge_index: Tensor, edge_weight: Tensor, num_nodes: int, copies: int
+                   ) -> tuple[Tensor, Tensor]:
+        """``copies`` disjoint copies of a graph (one per stacked snapshot)."""
+        offsets = (torch.arange(copies) * num_nodes).repeat_interleave(edge_index.shape[1])
+        return edge_index.repeat(1, copies) + offsets, edge_weight.repeat(copies)
+
+    def _train_epoch(self, module: SpatioTemporalGNN, optimiser: torch.optim.Optimizer,
+                     tensors: dict[str, Tensor], origins: np.ndarray, y: Tensor, mask: Tensor,
+                     edge_index: Tensor, edge_weight: Tensor, generator: torch.Generator,
+                     sampler: UniformNeighbourSampler | None) -> float:
+        """One pass; returns the mean training loss. ``y, mask``: ``[A, O, H, C]``."""
+        group = self.snapshots_per_batch
+        losses = []
+        if sampler is None:
+            order = torch.randperm(len(origins), generator=generator)
+            num_nodes = y.shape[0]
+            for start in range(0, len(order), group):
+                pos = order[start:start + group]
+                seq, static, base = self._stack(tensors, None, torch.as_tensor(origins)[pos])
+                ei, ew = self._replicate(edge_index, edge_weight, num_nodes, len(pos))
+                target = y[:, pos].transpose(0, 1).reshape(-1, *y.shape[2:])
+                valid = mask[:, pos].transpose(0, 1).reshape(-1, *mask.shape[2:])
+                losses.append(self._step(module, optimiser, seq, static, base, ei, ew,
+                                         target, valid))
+            return float(np.mean(losses))
+        from torch_geometric.data import Data
+        from torch_geometric.loader import NodeLoader
+
+        graph_data = Data(edge_index=edge_index, edge_weight=edge_weight, num_nodes=y.shape[0])
+        loader = NodeLoader(graph_data, node_sampler=sampler, batch_size=self.batch_size,
+                            shuffle=True, generator=generator)
+        for batch in loader:
+            pos = torch.randint(len(origins), (group,), generator=generator)
+            nodes, seeds = batch.n_id, batch.batch_size
+            seq, static, base = self._stack(tensors, nodes, torch.as_tensor(origins)[pos])
+            ei, ew = self._replicate(batch.edge_index, batch.edge_weight, nodes.numel(), group)
+            # Loss on the seed nodes only; the sampled neighbours just feed messages.
+            target = torch.zeros(group * nodes.numel(), *y.shape[2:])
+            valid = torch.zeros(target.shape, dtype=torch.bool)
+            rows = (torch.arange(group)[:, None] * nodes.numel()
+                    + torch.arange(seeds)[None, :]).reshape(-1)
+            target[rows] = y[nodes[:seeds]][:, pos].transpose(0, 1).reshape(-1, *y.shape[2:])
+            valid[rows] = mask[nodes[:seeds]][:, pos].transpose(0, 1).reshape(
+                -1, *mask.shape[2:])
+            losses.append(self._step(module, optimiser, seq, static, base, ei, ew, target,
+                                     valid))
+        return float(np.mean(losses))
+
+    @staticmethod
+    def _step(module: SpatioTemporalGNN, optimiser: torch.optim.Optimizer, seq: Tensor,
+              static: Tensor, base: Tensor, ei: Tensor, ew: Tensor, target: Tensor,
+              valid: Tensor) -> float:
+        optimiser.zero_grad()
+        loss = module.loss(module(seq, static, base, ei, ew), target, valid)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+        optimiser.step()
+        return float(loss.detach())
+
+    def _evaluate(self, module: SpatioTemporalGNN, tensors: dict[str, Tensor],
+                  origins: np.ndarray, y: Tensor, mask: Tensor, edge_index: Tensor,
+                  edge_weight: Tensor) -> float:
+        """Full-graph validation loss (inference needs no activations kept, so it fits)."""
+        if len(origins) == 0:
+            return float("nan")
+        module.eval()
+        losses, weights = [], []
+        with torch.no_grad():
+            for k, origin in enumerate(origins):
+                seq, static, base = self._stack(tensors, None, torch.tensor([origin]))
+                log_mean = module(seq, static, base, edge_index, edge_weight)
+                losses.append(float(module.loss(log_mean, y[:, k], mask[:, k])))
+                weights.append(float(mask[:, k].sum()))
+        total = sum(weights)
+        return float(np.dot(losses, weights) / total) if total else float("nan")
+
+    # ---------------------------------------------------------------------- predicting
+    def _predict_mean(self, data: PanelArrays, graph: AreaGraph,
+                      horizons: tuple[int, ...]) -> np.ndarray:
+        if self.module_ is None:
+            raise ModelError("gnn: not fitted")
+        seq, static, log_base = self._inputs(data, graph)
+        last = data.counts.shape[1] - 1
+        static_now = (static[:, last] - self.static_mean_) / self.static_std_
+        edge_index, edge_weight = self._edges(graph)
+        with _deterministic_torch(self.num_threads), torch.no_grad():
+            self.module_.eval()
+            log_mean = self.module_(torch.from_numpy(seq[:, last]),
+                                    torch.from_numpy(static_now.astype(np.float32)),
+                                    torch.from_numpy(log_base[:, last]), edge_index, edge_weight)
+        mean = log_mean.clamp(-12.0, 12.0).exp().double().numpy()  # [A, H_model, C]
+        pick = [self.horizons.index(h) for h in horizons]
+        return mean[:, pick, :]
+
+    # ---------------------------------------------------------------------- persistence
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        assert self.module_ is not None
+        state = {"seq_features": int(self.module_.gru.input_size),
+                 "static_features": int(self.module_.static.in_features),
+                 "num_categories": int(self.module_.num_categories),
+                 "history": self.history_}
+        return state, {"static_mean": self.static_mean_, "static_std": self.static_std_}
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.static_mean_ = arrays["static_mean"].astype(np.float32)
+        self.static_std_ = arrays["static_std"].astype(np.float32)
+        self.history_ = list(state.get("history", []))
+        self.module_ = SpatioTemporalGNN(state["seq_features"], state["static_features"],
+                                         state["num_categories"], len(self.horizons),
+                                         self.hidden, self.conv_layers, self.conv,
+                                         self.dropout, self.likelihood, self.head_layers)
+
+    def _save_files(self, directory: Path) -> None:
+        from crimecast.io import atomic_path
+
+        assert self.module_ is not None
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            torch.save(self.module_.state_dict(), tmp)
+
+    def _load_files(self, directory: Path) -> None:
+        path = directory / WEIGHTS_FILE
+        if not path.exists():
+            raise ModelError(f"{path}: GNN weights missing")
+        assert self.module_ is not None
+        self.module_.load_state_dict(torch.load(path, weights_only=True))
+        self.module_.eval()
+
+
+def training_curve(model: GNNForecaster) -> pd.DataFrame:
+    """Per-epoch train/validation loss of a fitted GNN (for plots and MLflow)."""
+    return pd.DataFrame(model.history_)

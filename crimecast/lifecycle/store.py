@@ -1,0 +1,95 @@
+"""The one owner of MLflow access: where runs and models live, and the client to reach them.
+
+Every part that talks to MLflow (tracking, the registry, the gate, serving, monitoring)
+gets its client from :func:`mlflow_client`, which points MLflow at the configured store
+and makes sure the experiment exists (with its artifact location) once per process and
+store, not on every call.
+
+The default store is SQLite under the project home (``sqlite:////<home>/state/mlflow.db``)
+with artifacts in ``<home>/state/mlartifacts``; any MLflow tracking server works by setting
+``tracking_uri`` (``CRIMECAST_TRACKING__TRACKING_URI=http://...``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from crimecast.config import ConcernSettings
+from crimecast.paths import project_home, resolve
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+class TrackingSettings(ConcernSettings):
+    """configs/tracking.yaml: where MLflow keeps runs and models."""
+
+    concern: ClassVar[str] = "tracking"
+    tracking_uri: str = ""
+    artifact_root: str = "state/mlartifacts"
+    experiment: str = "crimecast"
+    registered_model: str = "crimecast"
+    history_weeks: int = 160
+    log_map: bool = True
+
+    def resolved_tracking_uri(self) -> str:
+        """The configured URI, or SQLite at ``<home>/state/mlflow.db`` (absolute path)."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        db = project_home() / "state" / "mlflow.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{db}"
+
+    def resolved_artifact_location(self) -> str | None:
+        """A ``file://`` URI for the experiment's artifacts when the store is local
+        (SQLite); ``None`` for a tracking server, which then chooses (e.g. S3)."""
+        if self.resolved_tracking_uri().startswith(("http://", "https://", "databricks")):
+            return None
+        root = resolve(self.artifact_root)
+        root.mkdir(parents=True, exist_ok=True)
+        return root.as_uri()
+
+
+# Packages a served model needs, pinned to the versions it was trained with. Listing
+# them avoids MLflow's requirement inference, which reloads the model in a subprocess.
+
+_configured: dict[tuple[str, str], MlflowClient] = {}
+_lock = threading.Lock()
+
+
+def mlflow_client(settings: TrackingSettings | None = None) -> MlflowClient:
+    """An ``MlflowClient`` on the configured store, with MLflow's fluent API (``mlflow.
+    start_run`` ...) pointed at the same store and experiment.
+
+    The first call per (store, experiment) creates the experiment if needed; later calls
+    only re-point the fluent API (cheap), so every module can call this freely.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or TrackingSettings.load()
+    uri = settings.resolved_tracking_uri()
+    key = (uri, settings.experiment)
+    with _lock:
+        # Artifact download bars would flood logs of every model load (serving reloads too).
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        client = _configured.get(key)
+        if client is None:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            if client.get_experiment_by_name(settings.experiment) is None:
+                client.create_experiment(settings.experiment,
+                                         artifact_location=settings.resolved_artifact_location())
+            _configured[key] = client
+        mlflow.set_experiment(settings.experiment)
+    return client
+
+
+def store_exists(settings: TrackingSettings | None = None) -> bool:
+    """False when the embedded SQLite store has not been created yet (readers such as
+    monitoring ask before touching it, so they never create an empty store)."""
+    uri = (settings or TrackingSettings.load()).resolved_tracking_uri()
+    return not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).exists()
