@@ -1,4 +1,5 @@
-"""Two worker PROCESSES share one Optuna study on PostgreSQL (CRIMECAST_TEST_PG_URL)."""
+"""Worker PROCESSES share one Optuna study on PostgreSQL (CRIMECAST_TEST_PG_URL), and any
+number of them can start at the same moment on a fresh database."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -53,3 +56,45 @@ def test_two_worker_processes_share_one_postgres_study(synthetic_project: Path) 
             optuna.delete_study(study_name=study, storage=PG_URL)
         except KeyError:
             pass
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A newly created, empty PostgreSQL database on the test server; dropped after."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"crimecast_race_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PG_URL, reason="CRIMECAST_TEST_PG_URL not set (local run without PostgreSQL)")
+@pytest.mark.parametrize("attempt", range(5))
+def test_three_workers_started_together_on_a_fresh_database_all_succeed(
+        synthetic_project: Path, attempt: int) -> None:
+    env = {**os.environ, "CRIMECAST_TUNING__TRACK_TRIALS": "false"}
+    with fresh_database() as url:
+        command = [sys.executable, "-m", "training.tune", "--trials", "1", "--model",
+                   "historical_average", "--storage", url, "--study", "race"]
+        workers = [subprocess.Popen(command, env=env, cwd=synthetic_project, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                   for _ in range(3)]
+        try:
+            outputs = [w.communicate(timeout=240) for w in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+        for worker, (_, err) in zip(workers, outputs):
+            assert worker.returncode == 0, err[-3000:]
+        trials = optuna.load_study(study_name="race", storage=url).get_trials(deepcopy=False)
+        assert sorted(t.number for t in trials) == [0, 1, 2]

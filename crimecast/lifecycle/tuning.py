@@ -14,11 +14,14 @@ trials early (``optuna.TrialPruned``).
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -182,16 +185,61 @@ def default_study_name(settings: TuningSettings, model: str) -> str:
 def create_study(settings: TuningSettings, storage: str | None = None,
                  study_name: str | None = None) -> Any:
     """Open (or create) the study in its RDB storage with the seeded TPE sampler and the
-    median pruner. Safe to call from several processes at once."""
+    median pruner. Safe to call from any number of processes at once, on a fresh database
+    too: creating the schema and the study happens under :func:`storage_lock`."""
     import optuna
 
+    url = storage or settings.resolved_storage()
     sampler = optuna.samplers.TPESampler(seed=settings.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.pruner.n_startup_trials,
                                          n_warmup_steps=settings.pruner.n_warmup_steps)
-    return optuna.create_study(study_name=study_name or settings.study,
-                               storage=storage or settings.resolved_storage(),
-                               sampler=sampler, pruner=pruner, direction="minimize",
-                               load_if_exists=True)
+    with storage_lock(url):
+        # RDBStorage creates Optuna's tables when they are missing; two processes doing it
+        # at once on PostgreSQL collide in the catalogue (UniqueViolation on
+        # pg_type_typname_nsp_index), hence the lock around it and the study creation.
+        rdb = optuna.storages.RDBStorage(url)
+        return optuna.create_study(study_name=study_name or settings.study, storage=rdb,
+                                   sampler=sampler, pruner=pruner, direction="minimize",
+                                   load_if_exists=True)
+
+
+#: Key of the PostgreSQL advisory lock that serialises Optuna schema/study creation.
+_PG_LOCK_KEY = 0x43524D43  # "CRMC"
+
+
+@contextmanager
+def storage_lock(url: str) -> Iterator[None]:
+    """Hold a lock that every worker of ``url`` takes before it creates Optuna's schema or
+    the study: a PostgreSQL session advisory lock, or an ``flock`` on ``<db>.lock`` next
+    to a SQLite file. Other databases get no lock (create workers one at a time there)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": _PG_LOCK_KEY})
+        finally:
+            engine.dispose()
+    elif parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        lock_path = Path(f"{parsed.database}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield
 
 
 def summarize(study: Any, model: str, storage: str) -> TuneResult:
