@@ -305,7 +305,7 @@ class ForecastStore:
 
 def card_from_metadata(metadata: dict[str, Any], version: str, alias: str,
                        forecast: pd.DataFrame) -> ModelCard:
-    """A :class:`ModelCard` from the pyfunc's ``metadata`` dict (D's contract); the last
+    """A :class:`ModelCard` from the pyfunc's ``metadata`` dict (written by crimecast.lifecycle.tracking); the last
     observed week falls back to one week before the earliest target week."""
     last = metadata.get("last_observed_week")
     if last:

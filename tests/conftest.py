@@ -22,7 +22,7 @@ def tmp_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
-# Synthetic city (owner: pipeline). Built once per test session: 64 areas × 120 weeks,
+# Synthetic city. Built once per test session: 64 areas × 120 weeks,
 # one outage week, written as pipeline artifacts into its own project home.
 
 SYNTHETIC_AREAS = 64

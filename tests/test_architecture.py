@@ -185,3 +185,12 @@ def test_every_output_is_read_later_or_is_an_end_product() -> None:
                 "not listed in crimecast.contracts.END_PRODUCTS")
     for product in END_PRODUCTS:
         assert any(product in importlib.import_module(f"training.{s}").WRITES for s in order)
+
+
+def test_registered_models_keep_the_pyfunc_import_path() -> None:
+    # MLflow cloudpickles the pyfunc wrapper by reference: every version registered so far
+    # stores "crimecast.pyfunc.CrimecastModel". Moving the class would break loading them.
+    from crimecast.pyfunc import CrimecastModel
+
+    assert f"{CrimecastModel.__module__}.{CrimecastModel.__qualname__}" == \
+        "crimecast.pyfunc.CrimecastModel"

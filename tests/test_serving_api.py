@@ -40,7 +40,7 @@ def _no_backtest(*_: object) -> tuple[pd.DataFrame, dict]:
 
 
 def _register(home: Path, model: str, panel: object, graph: object, alias: str | None) -> str:
-    """Train + register ``model`` with D's tracking functions; optionally set an alias."""
+    """Train + register ``model`` with crimecast.lifecycle.tracking; optionally set an alias."""
     from crimecast.lifecycle.registry import set_alias
     from crimecast.lifecycle.tracking import train_and_register
 

@@ -1,7 +1,7 @@
 """``crimecast demo``: the main job on the embedded default, end to end.
 
 Materialise the configured source into ``data/``, run the DVC pipeline (ingest → areas →
-graph → panel → features → tune → train → evaluate → promote), then a monitoring run and
+graph → panel → tune → train → evaluate → promote), then a monitoring run and
 the public transparency report. Each step is the same command a user would type, run in a
 subprocess so a failure names the step that broke.
 """

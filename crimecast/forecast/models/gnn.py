@@ -29,22 +29,43 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, GraphConv
-from torch_geometric.sampler import BaseSampler, NodeSamplerInput, SamplerOutput
 
 from crimecast.contracts import AreaGraph
 from crimecast.data.panel import PanelArrays
 from crimecast.forecast.features import FeatureSpec, area_covariates, lag_features
 from crimecast.forecast.models.base import FeatureForecaster, ModelError
+from crimecast.forecast.models.sampling import UniformNeighbourSampler
 
 WEIGHTS_FILE = "gnn.pt"
-CONV_TYPES = ("gcn", "graph", "gat")
 # Floor added to the long-run mean before taking its log as the offset: a tract with no
 # crime in a year still gets a small, finite expected count.
 BASE_FLOOR = 0.02
+
+
+class WeightedGATConv(GATConv):
+    """``GATConv`` (one head) called like the other convolutions, ``conv(x, edge_index,
+    edge_weight)``: the edge weight is its one-dimensional edge attribute. A subclass, so
+    its ``state_dict`` keys are GATConv's own."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__(hidden, hidden, heads=1, edge_dim=1)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(x, edge_index, edge_attr=edge_weight[:, None])
+
+
+#: The graph convolutions a GNN can use, each built as ``CONVS[name](hidden)`` and called
+#: as ``conv(x, edge_index, edge_weight)``: GCN (symmetric degree normalisation), GraphConv
+#: with mean aggregation (separate self and neighbour weights), GAT (learned attention).
+CONVS: dict[str, Callable[[int], nn.Module]] = {
+    "gcn": lambda hidden: GCNConv(hidden, hidden),
+    "graph": lambda hidden: GraphConv(hidden, hidden, aggr="mean"),
+    "gat": WeightedGATConv,
+}
+CONV_TYPES = tuple(CONVS)
 
 
 class SpatioTemporalGNN(nn.Module):
@@ -65,8 +86,26 @@ class SpatioTemporalGNN(nn.Module):
     ``NB(mu, alpha_c)`` (variance ``mu + alpha_c mu^2``, ``alpha_c = exp(log_alpha[c])``
     learned) or ``Poisson(mu)``.
 
-    Shapes: ``seq: [N, L, C_in]``, ``static: [N, S]``, ``log_base: [N, C]``,
-    ``edge_index: [2, E]``, ``edge_weight: [E]`` → ``log_mean: [N, H, C]``.
+    Args:
+        seq_features (int): channels per week of ``seq`` (``C_in``: the categories, twice
+            that with the count-over-mean channel, see ``GNNForecaster(seq_ratio)``).
+        static_features (int): width ``S`` of ``static``.
+        num_categories (int): ``C``, the crime categories forecast.
+        num_horizons (int): ``H``, the horizons forecast (one head output each).
+        hidden (int, optional): width of every hidden layer. (default: ``32``)
+        conv_layers (int, optional): ``K``, residual graph-convolution layers; 0 turns
+            the model into a per-area GRU. (default: ``2``)
+        conv (str, optional): which convolution, a key of :data:`CONVS`. (default: ``"gcn"``)
+        dropout (float, optional): dropout on each convolution's update. (default: ``0.1``)
+        likelihood (str, optional): ``"negbin"`` or ``"poisson"`` (the training loss and
+            the predictive distribution). (default: ``"negbin"``)
+        head_layers (int, optional): layers of the output head; ``head_layers - 1``
+            residual hidden layers before the linear output. (default: ``1``)
+
+    Shapes:
+        - **input:** ``seq: [N, L, C_in]``, ``static: [N, S]``, ``log_base: [N, C]``,
+          ``edge_index: [2, E]``, ``edge_weight: [E]``
+        - **output:** ``log_mean: [N, H, C]``
     """
 
     def __init__(self, seq_features: int, static_features: int, num_categories: int,
@@ -79,34 +118,23 @@ class SpatioTemporalGNN(nn.Module):
         self.num_categories, self.num_horizons, self.conv = num_categories, num_horizons, conv
         self.gru = nn.GRU(seq_features, hidden, batch_first=True)
         self.static = nn.Linear(static_features, hidden)
-        self.convs = nn.ModuleList([self._make_conv(conv, hidden) for _ in range(conv_layers)])
+        self.convs = nn.ModuleList([CONVS[conv](hidden) for _ in range(conv_layers)])
         self.dropout = nn.Dropout(dropout)
         self.head_hidden = nn.ModuleList([nn.Linear(hidden, hidden)
                                           for _ in range(max(head_layers - 1, 0))])
         self.head = nn.Linear(hidden, num_horizons * num_categories)
-        nn.init.zeros_(self.head.weight)  # start at the 52-week mean: a sane baseline
+        # Zero head: the untrained model forecasts the base_window-week mean, a sane start.
+        nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.likelihood = likelihood
         self.log_alpha = nn.Parameter(torch.full((num_categories,), math.log(0.1)))
-
-    @staticmethod
-    def _make_conv(conv: str, hidden: int) -> nn.Module:
-        if conv == "gcn":
-            return GCNConv(hidden, hidden)
-        if conv == "graph":
-            return GraphConv(hidden, hidden, aggr="mean")
-        return GATConv(hidden, hidden, heads=1, edge_dim=1)
 
     def forward(self, seq: Tensor, static: Tensor, log_base: Tensor, edge_index: Tensor,
                 edge_weight: Tensor) -> Tensor:
         _, last = self.gru(seq)  # last: [1, N, hidden]
         z = torch.relu(last[0] + self.static(static))
         for conv in self.convs:
-            if self.conv == "gat":
-                update = conv(z, edge_index, edge_attr=edge_weight[:, None])
-            else:
-                update = conv(z, edge_index, edge_weight)
-            z = z + self.dropout(torch.relu(update))
+            z = z + self.dropout(torch.relu(conv(z, edge_index, edge_weight)))
         for layer in self.head_hidden:
             z = z + torch.relu(layer(z))
         out = self.head(z).view(-1, self.num_horizons, self.num_categories)
@@ -127,73 +155,6 @@ class SpatioTemporalGNN(nn.Module):
         return (nll * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-class UniformNeighbourSampler(BaseSampler):
-    """Uniform k-hop neighbour sampling in plain torch, for PyG's ``NodeLoader``.
-
-    PyG's own ``NeighborSampler`` needs ``pyg-lib`` or ``torch-sparse``, which have no
-    wheels for torch 2.13; this sampler implements the same contract: for each hop, up to
-    ``num_neighbors[k]`` incoming neighbours of every frontier node, chosen uniformly
-    without replacement. Seeds come first in the output node list.
-    """
-
-    def __init__(self, edge_index: Tensor, num_nodes: int, num_neighbors: list[int],
-                 generator: torch.Generator) -> None:
-        dst_order = torch.argsort(edge_index[1], stable=True)
-        self.src = edge_index[0][dst_order]
-        self.edge_ids = dst_order
-        counts = torch.bincount(edge_index[1], minlength=num_nodes)
-        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long)
-        self.rowptr[1:] = torch.cumsum(counts, 0)
-        self.num_nodes = num_nodes
-        self.num_neighbors = list(num_neighbors)
-        self.generator = generator
-
-    def sample_from_nodes(self, index: NodeSamplerInput, **kwargs: Any) -> SamplerOutput:
-        seeds = index.node.to(torch.long)
-        local = torch.full((self.num_nodes,), -1, dtype=torch.long)
-        local[seeds] = torch.arange(seeds.numel())
-        nodes, frontier = [seeds], seeds
-        rows, cols, edges = [], [], []
-        num_sampled_nodes, num_sampled_edges = [seeds.numel()], []
-        total = seeds.numel()
-        for fanout in self.num_neighbors:
-            start, stop = self.rowptr[frontier], self.rowptr[frontier + 1]
-            degree = stop - start
-            owner = torch.repeat_interleave(torch.arange(frontier.numel()), degree)
-            offset = torch.arange(int(degree.sum())) - torch.repeat_interleave(
-                torch.cumsum(degree, 0) - degree, degree)
-            position = start[owner] + offset
-            if fanout >= 0:
-                # Random keys, then keep the first `fanout` per owner: uniform without
-                # replacement, fully vectorised.
-                keys = torch.rand(position.numel(), generator=self.generator) + owner
-                order = torch.argsort(keys)
-                owner, position = owner[order], position[order]
-                rank = torch.arange(owner.numel()) - torch.repeat_interleave(
-                    torch.cumsum(degree, 0) - degree, degree)
-                keep = rank < fanout
-                owner, position = owner[keep], position[keep]
-            src = self.src[position]
-            fresh = torch.unique(src[local[src] < 0])
-            local[fresh] = torch.arange(total, total + fresh.numel())
-            total += fresh.numel()
-            nodes.append(fresh)
-            rows.append(local[src])
-            cols.append(local[frontier[owner]])
-            edges.append(self.edge_ids[position])
-            num_sampled_nodes.append(fresh.numel())
-            num_sampled_edges.append(src.numel())
-            frontier = fresh
-        return SamplerOutput(node=torch.cat(nodes), row=torch.cat(rows), col=torch.cat(cols),
-                             edge=torch.cat(edges), batch=None,
-                             num_sampled_nodes=num_sampled_nodes,
-                             num_sampled_edges=num_sampled_edges,
-                             metadata=(index.input_id, index.time))
-
-    def sample_from_edges(self, index: Any, neg_sampling: Any = None) -> Any:
-        raise NotImplementedError("edge-level sampling is not used by crimecast")
-
-
 @contextmanager
 def _deterministic_torch(threads: int) -> Iterator[None]:
     """Deterministic kernels and a fixed thread count inside the block (restored after)."""
@@ -208,7 +169,54 @@ def _deterministic_torch(threads: int) -> Iterator[None]:
 
 
 class GNNForecaster(FeatureForecaster):
-    """The GNN in the forecaster contract (see the module docstring for training)."""
+    r"""The :class:`SpatioTemporalGNN` in the forecaster contract: features, training loop
+    with early stopping, save/load (see the module docstring for how it trains).
+
+    Args:
+        lags (int, optional): weeks of recent counts the GRU reads per area
+            (``L``). (default: ``8``)
+        hidden (int, optional): width of the GRU state and of every layer. (default: ``32``)
+        conv_layers (int, optional): residual graph-convolution layers. (default: ``2``)
+        conv (str, optional): ``"gcn"``, ``"graph"`` (GraphConv, mean aggregation) or
+            ``"gat"``; ``graph`` won on the synthetic city (docs/models.md). (default:
+            ``"graph"``)
+        dropout (float, optional): dropout on each convolution's update. (default: ``0.1``)
+        likelihood (str, optional): ``"negbin"`` (dispersion learned per category) or
+            ``"poisson"``. (default: ``"negbin"``)
+        head_layers (int, optional): layers of the output head. (default: ``2``)
+        seq_ratio (bool, optional): add a second channel per category to the GRU input:
+            each week's count divided by the area's ``base_window``-week mean (+ 0.1).
+            Near-repeat bursts are additive on the count scale, which ``log1p`` alone
+            makes hard to read; the ratio shows "three times this area's usual" directly.
+            (default: ``True``)
+        base_window (int, optional): weeks of the long-run mean ``b`` that the model
+            corrects multiplicatively; also a rolling-mean feature. (default: ``156``)
+        horizons (list[int], optional): weeks ahead with an output head; set from
+            ``configs/evaluation.yaml`` by ``ModelsSettings.params_for``.
+            (default: ``(1, 2, 3, 4)``)
+        learning_rate (float, optional): Adam learning rate. (default: ``0.01``)
+        weight_decay (float, optional): Adam L2 penalty. (default: ``1e-4``)
+        epochs (int, optional): most passes over the training snapshots. (default: ``60``)
+        patience (int, optional): stop after this many epochs without a better
+            validation loss; the best epoch's weights are kept. (default: ``8``)
+        train_weeks (int, optional): most recent origin weeks used as training
+            snapshots. (default: ``156``)
+        validation_weeks (int, optional): origins at the end of the training data whose
+            loss drives early stopping (inside the data given to ``fit``; not the
+            evaluation's validation window). (default: ``8``)
+        snapshots_per_batch (int, optional): origin weeks stacked as one disjoint graph
+            per optimiser step. (default: ``8``)
+        full_batch_max_nodes (int, optional): above this many areas, train on
+            neighbour-sampled sub-graphs instead of the whole graph. (default: ``20000``)
+        batch_size (int, optional): seed areas per sampled sub-graph. (default: ``512``)
+        num_neighbors (list[int], optional): neighbours sampled per area at each hop
+            (one entry per hop; ``-1`` keeps all). (default: ``(10, 10)``)
+        num_threads (int, optional): torch CPU threads during fit and predict.
+            (default: ``1``)
+        seed (int, optional): seed of weights, shuffling and sampling. (default: ``0``)
+        mask_outages (bool, optional): never train on or score outage weeks, and fill
+            them from the past in the features. (default: ``True``)
+    """
 
     name: ClassVar[str] = "gnn"
 
@@ -518,8 +526,3 @@ class GNNForecaster(FeatureForecaster):
         assert self.module_ is not None
         self.module_.load_state_dict(torch.load(path, weights_only=True))
         self.module_.eval()
-
-
-def training_curve(model: GNNForecaster) -> pd.DataFrame:
-    """Per-epoch train/validation loss of a fitted GNN (for plots and MLflow)."""
-    return pd.DataFrame(model.history_)

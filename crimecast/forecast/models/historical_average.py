@@ -20,8 +20,15 @@ from crimecast.forecast.models.base import Forecaster, recent_mean
 class HistoricalAverage(Forecaster):
     """Mean of the last ``window`` non-outage weeks, per area × category.
 
-    Hyperparameters: ``window`` (weeks; ``None`` = pick from ``candidate_windows``),
-    ``validation_weeks`` (one-step origins used to pick the window), ``mask_outages``.
+    Args:
+        window (int, optional): weeks averaged; ``None`` picks it from
+            ``candidate_windows``. (default: ``None``)
+        candidate_windows (list[int], optional): windows tried when ``window`` is None.
+            (default: ``(4, 8, 13, 26, 52, 104, 156)``)
+        validation_weeks (int, optional): one-step origins at the end of the training
+            data that pick the window. (default: ``26``)
+        mask_outages (bool, optional): leave outage weeks out of the mean.
+            (default: ``True``)
     """
 
     name: ClassVar[str] = "historical_average"

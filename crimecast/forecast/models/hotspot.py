@@ -41,7 +41,25 @@ def _neighbour_mean(adj: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
 
 
 class SelfExcitingHotspot(Forecaster):
-    """Smoothed long-run intensity plus exponentially decaying near-repeat excitation."""
+    """Smoothed long-run intensity plus exponentially decaying near-repeat excitation.
+
+    Args:
+        background_weeks (int, optional): weeks of the long-run mean ``m``.
+            (default: ``156``)
+        validation_weeks (int, optional): one-step origins at the end of the training
+            data on which the grid search scores ``theta, tau, eta, smoothing``.
+            (default: ``52``)
+        theta_grid (list[float], optional): candidate excitation strengths ``theta``.
+        tau_grid (list[float], optional): candidate decay times ``tau`` (weeks).
+        eta_grid (list[float], optional): candidate shares ``eta`` of excitation that
+            spills into neighbouring areas.
+        smoothing_grid (list[float], optional): candidate weights of the neighbours'
+            mean in ``m~``.
+        floor (float, optional): the rate never falls below ``floor * m~``.
+            (default: ``0.05``)
+        mask_outages (bool, optional): outage weeks add their expected excitation,
+            not their (collapsed) counts. (default: ``True``)
+    """
 
     name: ClassVar[str] = "hotspot"
 

@@ -31,20 +31,41 @@ from crimecast.forecast.features import (
     FeatureSpec,
     area_covariates,
     lag_features,
+    week_of_year_circle,
 )
 from crimecast.forecast.models.base import FeatureForecaster, ModelError
 
 MODEL_FILE = "lightgbm.txt"
 
 
-def _week_of_year_circle(weeks: pd.DatetimeIndex) -> np.ndarray:
-    """``[W, 2]`` sin/cos of the ISO week of year (same convention as lag_features)."""
-    angle = 2 * np.pi * (weeks.isocalendar().week.to_numpy(dtype=np.float64) - 1) / 52.18
-    return np.stack([np.sin(angle), np.cos(angle)], axis=-1)
-
-
 class LightGBMPoisson(FeatureForecaster):
-    """LightGBM with a Poisson objective on :func:`lag_features` (one model for all)."""
+    """LightGBM with a Poisson objective on :func:`lag_features` (one model for all).
+
+    Args:
+        lags (int, optional): weekly lags per category. (default: ``4``)
+        rolling_windows (list[int], optional): trailing-mean windows (weeks).
+            (default: ``(4, 13, 52, 156)``)
+        horizons (list[int], optional): horizons trained (a feature of every row); set
+            from ``configs/evaluation.yaml``. (default: ``(1, 2, 3, 4)``)
+        train_weeks (int, optional): most recent origin weeks used as training rows.
+            (default: ``156``)
+        validation_weeks (int, optional): last origins of the training data held out
+            for early stopping. (default: ``8``)
+        num_boost_round (int, optional): most boosting rounds. (default: ``400``)
+        learning_rate (float, optional): shrinkage. (default: ``0.05``)
+        num_leaves (int, optional): leaves per tree. (default: ``31``)
+        min_data_in_leaf (int, optional): rows per leaf at least. (default: ``100``)
+        feature_fraction (float, optional): share of features sampled per tree.
+            (default: ``0.8``)
+        lambda_l2 (float, optional): L2 penalty on leaf values. (default: ``1.0``)
+        early_stopping_rounds (int, optional): stop after this many rounds without a
+            better validation loss. (default: ``30``)
+        num_threads (int, optional): LightGBM threads (see the module docstring).
+            (default: ``1``)
+        seed (int, optional): LightGBM seed (deterministic mode). (default: ``0``)
+        mask_outages (bool, optional): outage weeks are never targets and are filled
+            from the past in the features. (default: ``True``)
+    """
 
     name: ClassVar[str] = "lightgbm_poisson"
 
@@ -95,7 +116,7 @@ class LightGBMPoisson(FeatureForecaster):
         blocks = []
         for h in horizons:
             target_weeks = pd.DatetimeIndex(data.weeks[origins]) + h * step
-            target_woy = _week_of_year_circle(target_weeks)  # [O, 2]
+            target_woy = week_of_year_circle(target_weeks)  # [O, 2]
             for j in range(len(cats)):
                 own = origin_feats[:, :, own_idx[j]]
                 extra = np.concatenate([

@@ -28,7 +28,23 @@ from crimecast.forecast.models.base import Forecaster, recent_mean
 
 
 class SeasonalNaive(Forecaster):
-    """Same-weeks-last-years forecast blended with a seasonally adjusted recent level."""
+    """Same-weeks-last-years forecast blended with a seasonally adjusted recent level.
+
+    Args:
+        season_length (int, optional): weeks in a season. (default: ``52``)
+        halfwidth (int, optional): also average this many weeks either side of the same
+            week in past years. (default: ``1``)
+        max_years (int, optional): past years averaged in ``S``. (default: ``3``)
+        window (int, optional): weeks of the recent level ``L``. (default: ``26``)
+        blend (float, optional): weight of ``S`` against ``L * I``; ``None`` fits it
+            from ``blend_grid``. (default: ``None``)
+        blend_grid (list[float], optional): candidate blends. (default:
+            ``(0.0, 0.1, 0.25, 0.5, 0.75, 1.0)``)
+        validation_weeks (int, optional): one-step origins at the end of the training
+            data that pick the blend. (default: ``26``)
+        mask_outages (bool, optional): leave outage weeks out of every mean.
+            (default: ``True``)
+    """
 
     name: ClassVar[str] = "seasonal_naive"
 
