@@ -26,3 +26,11 @@ def resolve(path: str | Path) -> Path:
     """An absolute path: relative paths are taken from the project home."""
     p = Path(path)
     return p if p.is_absolute() else project_home() / p
+
+
+def state_sqlite_url(filename: str) -> str:
+    """``sqlite:///<home>/state/<filename>`` (absolute; the folder is created): the
+    embedded default store of MLflow, Optuna and the like."""
+    db = project_home() / "state" / filename
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"

@@ -43,10 +43,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="evaluate the version holding this alias instead of train_run.json's")
     args = parser.parse_args(argv)
     payload = run(args.alias)
-    share = next((k for k in next(iter(payload["models"].values())) if k.startswith("pai@")), None)
     for label, overall in payload["models"].items():
-        pai = f", {share.upper()} {overall[share]:.2f}" if share else ""
-        print(f"{label:>28}: poisson deviance {overall['poisson_deviance']:.4f}{pai}")
+        print(f"{label:>28}: poisson deviance {overall['poisson_deviance']:.4f}, "
+              f"PAI at the gate's area share {payload['gate'][label]['pai']:.3f}")
     print(f"wrote {ARTIFACTS.evaluation}")
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from crimecast.paths import project_home
 
+# Packages a served model needs, pinned to the versions it was trained with. Listing
+# them avoids MLflow's requirement inference, which reloads the model in a subprocess.
 _RUNTIME_PACKAGES = ("mlflow", "torch", "torch-geometric", "pandas", "numpy", "scipy",
                      "lightgbm", "pyarrow", "scikit-learn", "pydantic", "pyyaml")
-
 
 
 def git_commit(directory: Path | None = None) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from crimecast.config import ConcernSettings
-from crimecast.paths import project_home, resolve
+from crimecast.paths import resolve, state_sqlite_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -36,11 +36,7 @@ class TrackingSettings(ConcernSettings):
 
     def resolved_tracking_uri(self) -> str:
         """The configured URI, or SQLite at ``<home>/state/mlflow.db`` (absolute path)."""
-        if self.tracking_uri:
-            return self.tracking_uri
-        db = project_home() / "state" / "mlflow.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{db}"
+        return self.tracking_uri or state_sqlite_url("mlflow.db")
 
     def resolved_artifact_location(self) -> str | None:
         """A ``file://`` URI for the experiment's artifacts when the store is local
@@ -51,9 +47,6 @@ class TrackingSettings(ConcernSettings):
         root.mkdir(parents=True, exist_ok=True)
         return root.as_uri()
 
-
-# Packages a served model needs, pinned to the versions it was trained with. Listing
-# them avoids MLflow's requirement inference, which reloads the model in a subprocess.
 
 _configured: dict[tuple[str, str], MlflowClient] = {}
 _lock = threading.Lock()

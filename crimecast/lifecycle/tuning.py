@@ -37,7 +37,7 @@ from crimecast.forecast.models import get_model
 from crimecast.forecast.settings import EvaluationSettings
 from crimecast.lifecycle.provenance import git_commit
 from crimecast.lifecycle.store import mlflow_client
-from crimecast.paths import project_home
+from crimecast.paths import state_sqlite_url
 
 #: Identifies this process among the workers sharing a study (stored on each trial).
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -86,11 +86,7 @@ class TuningSettings(ConcernSettings):
 
     def resolved_storage(self) -> str:
         """The configured storage URL, or SQLite at ``<home>/state/optuna.db``."""
-        if self.storage:
-            return self.storage
-        db = project_home() / "state" / "optuna.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{db}"
+        return self.storage or state_sqlite_url("optuna.db")
 
     def space_for(self, model: str) -> dict[str, ParamSpec]:
         if model not in self.search_space:
