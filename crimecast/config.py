@@ -24,12 +24,13 @@ from typing import Any, ClassVar, Self, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from crimecast.errors import CrimecastError
 from crimecast.paths import project_home
 
 S = TypeVar("S", bound="ConcernSettings")
 
 
-class ConfigError(ValueError):
+class ConfigError(CrimecastError, ValueError):
     """A configuration file or override is wrong; the message says where and why."""
 
 

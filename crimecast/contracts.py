@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crimecast.errors import CrimecastError
 from crimecast.paths import resolve
 
 CATEGORIES: tuple[str, ...] = ("violent", "property", "other")
@@ -51,7 +52,7 @@ FORECAST_COLUMNS: tuple[str, ...] = (
 PANEL_COLUMNS: tuple[str, ...] = ("area_id", "week", "category", "count", "outage")
 
 
-class ContractError(ValueError):
+class ContractError(CrimecastError, ValueError):
     """A table does not match its contract; the message names the table and column."""
 
 

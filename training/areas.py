@@ -8,6 +8,7 @@ import argparse
 from crimecast.contracts import ARTIFACTS
 from crimecast.data.areas import run_areas
 from crimecast.data.settings import DataSettings
+from crimecast.errors import run_main
 
 READS: tuple[str, ...] = ()  # boundaries and census tables in data/
 WRITES: tuple[str, ...] = ("areas",)
@@ -24,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, ContractError, Panel
+from crimecast.errors import run_main
 from crimecast.io import write_json
 
 READS: tuple[str, ...] = ("train_run", "panel", "graph", "areas")
@@ -50,4 +51,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

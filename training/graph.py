@@ -17,6 +17,7 @@ import pandas as pd
 from crimecast.contracts import ARTIFACTS, AreaGraph, ContractError
 from crimecast.data.graph import build_graph, graph_summary
 from crimecast.data.settings import DataSettings
+from crimecast.errors import run_main
 
 READS: tuple[str, ...] = ("areas",)
 WRITES: tuple[str, ...] = ("graph",)
@@ -49,4 +50,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -9,6 +9,7 @@ import time
 from crimecast.contracts import ARTIFACTS
 from crimecast.data.ingest import run_ingest
 from crimecast.data.settings import DataSettings
+from crimecast.errors import run_main
 
 READS: tuple[str, ...] = ()  # the raw snapshot in data/ (DVC-tracked), not an artifact
 WRITES: tuple[str, ...] = ("incidents", "quarantine", "ingest_report")
@@ -28,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -18,6 +18,7 @@ from crimecast.data.panel import build_panel
 
 READS: tuple[str, ...] = ("incidents", "areas", "ingest_report")
 WRITES: tuple[str, ...] = ("panel",)
+from crimecast.errors import run_main
 from crimecast.io import write_parquet
 
 
@@ -52,4 +53,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, ContractError, Panel
+from crimecast.errors import run_main
 from crimecast.io import write_json
 
 READS: tuple[str, ...] = ("evaluation", "panel", "graph", "areas")
@@ -46,4 +47,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
+from crimecast.errors import run_main
 from crimecast.io import write_json
 
 READS: tuple[str, ...] = ("panel", "graph", "areas")
@@ -49,4 +50,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -9,12 +9,13 @@ heavy imports (torch, mlflow, bentoml, evidently, and the ``training``/``serving
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from typing import Annotated
 
 import typer
 
-from crimecast.config import ConfigError
-from crimecast.contracts import ContractError
+from crimecast.errors import USER_ERROR_EXIT, CrimecastError, debug_enabled
 
 app = typer.Typer(
     name="crimecast",
@@ -27,8 +28,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the full traceback of an error (also CRIMECAST_DEBUG=1).")] = False,
+) -> None:
     """Place-based weekly crime forecasting: data, models, serving and oversight."""
+    if debug:
+        # The environment carries it into the stages and steps run as subprocesses.
+        os.environ["CRIMECAST_DEBUG"] = "1"
 
 
 # (module under crimecast.cli, sub-command group name or None for top-level commands)
@@ -66,11 +73,16 @@ _register()
 
 
 def main() -> None:
+    """Entry point: a :class:`~crimecast.errors.CrimecastError` (a user mistake) is printed
+    as one line with its fix and exits 2; ``--debug`` shows the traceback instead."""
     try:
         app()
-    except (ConfigError, ContractError) as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+    except CrimecastError as exc:
+        if debug_enabled():
+            raise
+        for number, line in enumerate(exc.lines()):
+            typer.secho(line, fg=typer.colors.RED if number == 0 else None, err=True)
+        sys.exit(USER_ERROR_EXIT)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,19 @@ class GraphSettings(_Strict):
         1e-6, ge=0, description="boundaries closer than this (degrees, ~0.1 m) touch")
 
 
+class CitySettings(_Strict):
+    """Words for the city that outputs use (report, CLI summary, the API's ``/model``):
+    never "census tract" unless the areas are tracts."""
+
+    name: str = "Philadelphia"
+    unit_label: str = Field("tract", description="what one area is called: tract, "
+                            "neighbourhood, cell, ... (singular)")
+    source: str = ("City of Philadelphia / Philadelphia Police Department, Crime Incidents "
+                   "(OpenDataPhilly)")
+    licence: str = "City of Philadelphia open-data terms (OpenDataPhilly)"
+    contact: str = ""
+
+
 class DataSettings(ConcernSettings):
     """Settings of the data concern (``configs/data.yaml``)."""
 
@@ -142,6 +155,7 @@ class DataSettings(ConcernSettings):
     groups: AreaGroupSettings = Field(default_factory=AreaGroupSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
+    city: CitySettings = Field(default_factory=CitySettings)
 
     def raw_path(self) -> Path:
         """Absolute path of the raw snapshot folder (``data/``)."""

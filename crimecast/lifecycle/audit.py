@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crimecast.errors import CrimecastError
 from crimecast.paths import resolve
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-class AuditError(ValueError):
+class AuditError(CrimecastError, ValueError):
     """The audit log is unreadable (a line other than the last is not JSON)."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from crimecast.errors import CrimecastError
 from crimecast.lifecycle.audit import CHALLENGER, CHAMPION, append_audit
 from crimecast.lifecycle.store import TrackingSettings, mlflow_client
 
@@ -20,7 +21,7 @@ __all__ = ["CHALLENGER", "CHAMPION", "RegistryError", "model_info", "model_spec"
            "move_alias", "resolve_alias", "set_alias"]
 
 
-class RegistryError(LookupError):
+class RegistryError(CrimecastError, LookupError):
     """The registry lacks what was asked for (no such alias, no previous champion)."""
 
 

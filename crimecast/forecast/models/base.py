@@ -31,6 +31,7 @@ from scipy import stats
 
 from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
 from crimecast.data.panel import PanelArrays, panel_arrays
+from crimecast.errors import CrimecastError
 from crimecast.forecast.features import FeatureSpec
 from crimecast.io import atomic_path, write_json
 
@@ -41,7 +42,7 @@ META_FILE = "model.json"
 ARRAYS_FILE = "arrays.npz"
 
 
-class ModelError(ValueError):
+class ModelError(CrimecastError, ValueError):
     """A model was used wrongly (not fitted, wrong areas, unreadable saved files)."""
 
 
