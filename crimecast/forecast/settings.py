@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar
 
 from pydantic import Field, field_validator
@@ -32,6 +33,30 @@ class EvaluationSettings(ConcernSettings):
                                      description="land-area shares for hit rate, PAI, PEI*")
     top_k: list[int] = Field(default_factory=lambda: [10])
     flag_share: float = Field(0.05, gt=0, le=1, description="area share flagged for disparity")
+    # Evidence (crimecast/forecast/evidence.py): confidence intervals by a moving-block
+    # bootstrap over the backtest's weeks.
+    bootstrap_draws: int = Field(2000, ge=100, description="bootstrap resamples of the weeks")
+    bootstrap_block_weeks: int = Field(4, ge=1, description="consecutive weeks per block")
+    bootstrap_seed: int = Field(0, description="seed of the bootstrap (and the randomised PIT)")
+    bootstrap_level: float = Field(0.95, gt=0.5, lt=1, description="confidence level")
+    # Ceilings and the reference of "gap closed" (crimecast/forecast/backtest.py).
+    ceiling_halfwidth: int = Field(8, ge=1, description="two-sided smoother: mean of ±k weeks")
+    reference_window: int = Field(52, ge=1, description="weeks of the reference mean")
+    # Interval calibration on the validation weeks (crimecast/forecast/calibration.py).
+    calibration_tolerance: float = Field(0.03, ge=0, lt=1,
+                                         description="recalibrate when coverage is off by more")
+    calibration_bins: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
+        description="expected counts that cut the ranges calibrated separately")
+    calibration_min_rows: int = Field(100, ge=1,
+                                      description="validation rows a range needs of its own")
+
+    @field_validator("calibration_bins")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if not value or any(b <= a for a, b in itertools.pairwise(value)) or value[0] <= 0:
+            raise ValueError("calibration_bins must be positive and increasing, e.g. [0.5, 1, 2]")
+        return value
 
     @field_validator("horizons")
     @classmethod

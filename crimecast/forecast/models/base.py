@@ -27,11 +27,11 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, validate_forecast
 from crimecast.data.panel import PanelArrays, panel_arrays
 from crimecast.errors import CrimecastError
+from crimecast.forecast import distributions
 from crimecast.forecast.features import FeatureSpec
 from crimecast.io import atomic_path, write_json
 
@@ -64,31 +64,26 @@ def fit_dispersion(actual: np.ndarray, expected: np.ndarray) -> float:
 
 def predictive_quantiles(mean: np.ndarray, dispersion: float | np.ndarray,
                          q: float) -> np.ndarray:
-    """The ``q`` quantile of NB(mean, dispersion) (Poisson where dispersion is 0).
-
-    Works elementwise on any shape; ``dispersion`` broadcasts against ``mean``.
-    """
-    mu = np.maximum(np.asarray(mean, dtype=np.float64), 0.0)
-    alpha = np.broadcast_to(np.asarray(dispersion, dtype=np.float64), mu.shape)
-    out = np.empty_like(mu)
-    poisson = alpha <= 1e-8
-    out[poisson] = stats.poisson.ppf(q, mu[poisson])
-    if (~poisson).any():
-        n = 1.0 / alpha[~poisson]
-        out[~poisson] = stats.nbinom.ppf(q, n, n / (n + mu[~poisson]))
-    return np.nan_to_num(out, nan=0.0)
+    """The ``q`` quantile of NB(mean, dispersion) (Poisson where dispersion is 0); see
+    :func:`crimecast.forecast.distributions.quantile`."""
+    return distributions.quantile(mean, dispersion, q)
 
 
 def forecast_frame(mean: np.ndarray, area_ids: np.ndarray, categories: list[str],
                    last_week: pd.Timestamp, horizons: tuple[int, ...] | list[int],
-                   dispersion: float | np.ndarray = 0.0) -> pd.DataFrame:
+                   dispersion: float | np.ndarray = 0.0,
+                   coverage: dict[int, float | np.ndarray] | None = None) -> pd.DataFrame:
     """Build the tidy forecast frame from expected counts.
 
     ``mean``: ``[A, H, C]`` expected counts for ``horizons`` (in that order);
-    ``dispersion``: scalar or broadcastable to ``[A, H, C]`` (e.g. ``[C]`` per category).
-    Returns FORECAST_COLUMNS rows for every area × category × horizon. Count quantiles are
-    integers, so a small mean can lie outside its central interval; the bounds are widened
-    to include the mean, which keeps lower_95 ≤ lower_80 ≤ mean ≤ upper_80 ≤ upper_95.
+    ``dispersion``: scalar or broadcastable to ``[A, H, C]`` (e.g. ``[C]`` per category);
+    ``coverage``: the central probability whose quantiles bound the 80 % and 95 %
+    intervals, ``{80: p80, 95: p95}``, each scalar or broadcastable to ``[A, H, C]``
+    (default: 0.80 and 0.95; calibrated models pass what their validation weeks asked
+    for, see :mod:`crimecast.forecast.calibration`). Returns FORECAST_COLUMNS rows for every
+    area × category × horizon. Count quantiles are integers, so a small mean can lie
+    outside its central interval; the bounds are widened to include the mean, which keeps
+    lower_95 ≤ lower_80 ≤ mean ≤ upper_80 ≤ upper_95.
     """
     mean = np.maximum(np.asarray(mean, dtype=np.float64), 0.0)
     num_areas, num_h, num_c = mean.shape
@@ -96,12 +91,9 @@ def forecast_frame(mean: np.ndarray, area_ids: np.ndarray, categories: list[str]
         raise ModelError(f"forecast array has shape {mean.shape}, expected "
                          f"({len(area_ids)}, {len(horizons)}, {len(categories)})")
     disp = np.broadcast_to(np.asarray(dispersion, dtype=np.float64), mean.shape)
-    bounds = {name: predictive_quantiles(mean, disp, q) for name, q in
-              (("lower_95", 0.025), ("lower_80", 0.10), ("upper_80", 0.90), ("upper_95", 0.975))}
-    bounds["lower_80"] = np.minimum(bounds["lower_80"], mean)
-    bounds["lower_95"] = np.minimum(bounds["lower_95"], bounds["lower_80"])
-    bounds["upper_80"] = np.maximum(bounds["upper_80"], mean)
-    bounds["upper_95"] = np.maximum(bounds["upper_95"], bounds["upper_80"])
+    coverage = {80: 0.80, 95: 0.95, **(coverage or {})}
+    bounds = distributions.intervals(mean, disp, {level: np.broadcast_to(
+        np.asarray(coverage[level], dtype=np.float64), mean.shape) for level in (80, 95)})
     hz = np.asarray(horizons, dtype=np.int64)
     target_weeks = pd.Timestamp(last_week) + pd.to_timedelta(7 * hz, unit="D")
     # Row order: area-major, then category, then horizon (transpose to [A, C, H]).
@@ -112,7 +104,8 @@ def forecast_frame(mean: np.ndarray, area_ids: np.ndarray, categories: list[str]
         "category": np.tile(np.repeat(np.asarray(categories, dtype=object), num_h), num_areas),
         "horizon": np.tile(hz, num_areas * num_c),
         "mean": mean.transpose(order).ravel(),
-        **{name: values.transpose(order).ravel() for name, values in bounds.items()},
+        **{name: bounds[name].transpose(order).ravel()
+           for name in ("lower_80", "upper_80", "lower_95", "upper_95")},
     })
     return validate_forecast(frame[list(FORECAST_COLUMNS)])
 
@@ -166,6 +159,11 @@ class Forecaster:
         """Weeks of history ``predict`` reads; a shorter panel gives different forecasts
         (callers that keep only recent weeks, like the service, must keep at least this)."""
         return 52
+
+    def source_modules(self) -> list[Any]:
+        """Modules whose source decides this model's forecasts (the backtest cache key
+        hashes them); an ensemble adds its members'."""
+        return [inspect.getmodule(type(self))]
 
     @property
     def is_fitted(self) -> bool:
