@@ -2,12 +2,13 @@
 
 For each origin ``o`` among the last ``backtest_weeks`` weeks (every ``step`` weeks), the
 model sees the panel up to and including ``o`` and forecasts ``o + h`` for each horizon
-``h``; targets beyond the panel and outage weeks are skipped. Before those *test* origins
-come the ``validation_weeks`` origins of the validation window (``configs/evaluation.yaml``):
-the model is fitted once at the first validation origin, so it has seen neither the
-validation weeks nor the test weeks, and is then only conditioned on the newer weeks at
-each later origin (``predict`` conditions on the panel it is given: a fair walk-forward
-without refitting cost). ``refit_every = k`` refits every ``k`` test origins instead.
+``h``; targets beyond the panel and outage weeks are skipped. The model is fitted at the
+first *test* origin and then only conditioned on the newer weeks at each later origin
+(``predict`` conditions on the panel it is given: a fair walk-forward without refitting
+cost); ``refit_every = k`` refits every ``k`` test origins instead. Before the test
+origins come the ``validation_weeks`` origins of the validation window
+(``configs/evaluation.yaml``), forecast the same way by a fit at the first validation
+origin, so that fit has seen neither the validation weeks nor the test weeks.
 
 The validation weeks' forecasts (targets up to the first test origin, never a test week)
 calibrate the intervals (:mod:`crimecast.forecast.calibration`); the test rows carry the
@@ -308,23 +309,24 @@ def run_backtest(model: Forecaster, panel: Panel, graph: AreaGraph,
                          f"over {settings.backtest_weeks} weeks (need at least "
                          f"{settings.backtest_weeks + 2})")
     validation = validation_origin_indices(data.counts.shape[1], settings)
-    walk = validation + origins
     horizons = tuple(settings.horizons)
     val_parts, parts = [], []
+    walk = validation + origins
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"backtest {model.name}", total=len(walk))
         for i, origin in enumerate(walk):
             test_index = i - len(validation)
-            if i == 0 or (settings.refit_every and test_index > 0
-                          and test_index % settings.refit_every == 0):
+            # Fitted at the first validation origin for the validation weeks, then again
+            # at the first test origin (and every refit_every test origins after it).
+            if i == 0 or test_index == 0 or (settings.refit_every and test_index > 0
+                                              and test_index % settings.refit_every == 0):
                 model.fit_arrays(data.until(origin), graph)
             forecast = _with_dispersion(model.predict_arrays(data.until(origin), graph,
                                                              horizons), model)
             scored = score_rows(forecast, data, graph, origin)
             if test_index < 0:
                 # Validation targets stop at the first test origin: no test week is used.
-                scored = scored[scored["week"] <= data.weeks[origins[0]]]
-                val_parts.append(scored)
+                val_parts.append(scored[scored["week"] <= data.weeks[origins[0]]])
             else:
                 parts.append(scored)
             bar.advance(task)

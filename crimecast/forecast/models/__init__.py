@@ -32,9 +32,11 @@ _REGISTRY: dict[str, str] = {
     "lightgbm_poisson": "crimecast.forecast.models.lightgbm_poisson:LightGBMPoisson",
     "hotspot": "crimecast.forecast.models.hotspot:SelfExcitingHotspot",
     "gnn": "crimecast.forecast.models.gnn:GNNForecaster",
+    "ensemble": "crimecast.forecast.models.ensemble:EnsembleForecaster",
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-BASELINE_NAMES: tuple[str, ...] = tuple(n for n in MODEL_NAMES if n != "gnn")
+#: The models without learned representations (the gate's and the benchmark's baselines).
+BASELINE_NAMES: tuple[str, ...] = tuple(n for n in MODEL_NAMES if n not in ("gnn", "ensemble"))
 
 
 def model_class(name: str) -> type[Forecaster]:
@@ -73,11 +75,13 @@ class ModelsSettings(ConcernSettings):
     lightgbm_poisson: dict[str, Any] = Field(default_factory=dict)
     hotspot: dict[str, Any] = Field(default_factory=dict)
     gnn: dict[str, Any] = Field(default_factory=dict)
+    ensemble: dict[str, Any] = Field(default_factory=dict)
 
     def params_for(self, name: str) -> dict[str, Any]:
         """The configured hyperparameters of model ``name``. Models that forecast a fixed
-        set of horizons (LightGBM, the GNN) get ``horizons`` from ``configs/evaluation.yaml``,
-        the one place that sets them."""
+        set of horizons (LightGBM, the GNN, the ensemble) get ``horizons`` from
+        ``configs/evaluation.yaml``, the one place that sets them; the ensemble's members
+        get their own blocks' hyperparameters (``member_params``)."""
         if name not in _REGISTRY:
             raise ModelError(f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")
         params = dict(getattr(self, name))
@@ -86,6 +90,14 @@ class ModelsSettings(ConcernSettings):
                               "once, in configs/evaluation.yaml key 'horizons'; remove it here")
         if "horizons" in inspect.signature(model_class(name).__init__).parameters:
             params["horizons"] = list(EvaluationSettings.load().horizons)
+        if name == "ensemble":
+            if "member_params" in params:
+                raise ConfigError("configs/models.yaml: key 'ensemble.member_params': the "
+                                  "members' hyperparameters come from their own blocks; "
+                                  "remove it here")
+            members = params.get("members") or inspect.signature(
+                model_class(name).__init__).parameters["members"].default
+            params["member_params"] = {m: self.params_for(m) for m in members}
         return params
 
 

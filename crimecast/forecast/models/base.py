@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -32,6 +33,7 @@ from crimecast.contracts import FORECAST_COLUMNS, HORIZONS, AreaGraph, Panel, va
 from crimecast.data.panel import PanelArrays, panel_arrays
 from crimecast.errors import CrimecastError
 from crimecast.forecast import distributions
+from crimecast.forecast.calibration import model_coverage
 from crimecast.forecast.features import FeatureSpec
 from crimecast.io import atomic_path, write_json
 
@@ -133,6 +135,9 @@ class Forecaster:
     """
 
     name: ClassVar[str] = ""
+    #: Rank of how much the model learns (0 = a mean of past counts): promotion ties go to
+    #: the lower rank when ``tie_break: simpler``.
+    complexity: ClassVar[int] = 0
     #: Largest horizon the model can forecast (GNN heads are fixed at fit time).
     max_horizon: ClassVar[int | None] = None
 
@@ -141,6 +146,10 @@ class Forecaster:
         self.dispersion_: np.ndarray | None = None  # [C] NB dispersion per category
         self.categories_: list[str] | None = None
         self.area_ids_: np.ndarray | None = None
+        #: Windows capped at the history given to ``fit``: {key: {"configured", "effective"}}.
+        self.adapted_: dict[str, dict[str, Any]] = {}
+        #: Interval calibration carried into served forecasts (crimecast.forecast.calibration).
+        self.calibration_: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- hyperparameters
     def get_params(self) -> dict[str, Any]:
@@ -169,6 +178,29 @@ class Forecaster:
     def is_fitted(self) -> bool:
         return self.dispersion_ is not None
 
+    def effective_params(self) -> dict[str, Any]:
+        """:meth:`get_params` with the windows the fit actually used (after
+        :meth:`_adapt` capped them at the history available)."""
+        return {**self.get_params(),
+                **{key: entry["effective"] for key, entry in self.adapted_.items()}}
+
+    def _adapt(self, key: str, configured: int, available: int) -> int:
+        """``configured`` capped at ``available`` weeks (at least 1), recorded in
+        :attr:`adapted_` when it changes."""
+        effective = int(min(configured, max(int(available), 1)))
+        if effective != configured:
+            self.adapted_[key] = {"configured": configured, "effective": effective}
+        return effective
+
+    def _too_short(self, num_weeks: int, minimum: int, key: str) -> ModelError:
+        """The error for a history too short for any sensible fit, naming the key."""
+        return ModelError(
+            f"model '{self.name}' needs at least {minimum} weeks of history to fit, got "
+            f"{num_weeks}", file="configs/models.yaml", key=f"{self.name}.{key}",
+            hint=f"give it at least {minimum} weeks: add history, lower {self.name}.{key}, or "
+                 "shorten configs/evaluation.yaml backtest_weeks / validation_weeks (a "
+                 "backtest fits on the weeks before both windows)")
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({inner})"
@@ -187,9 +219,12 @@ class Forecaster:
         self.dispersion_ = None
         self.categories_ = list(data.categories)
         self.area_ids_ = np.asarray(graph.area_ids, dtype=str)
+        self.adapted_ = {}
         self._fit(data, graph)
         if self.dispersion_ is None:
             self.dispersion_ = self._in_sample_dispersion(data, graph)
+        if self.adapted_:
+            announce_adaptation(self.name, data.counts.shape[1], self.adapted_)
         return self
 
     def _fit(self, data: PanelArrays, graph: AreaGraph) -> None:
@@ -227,8 +262,11 @@ class Forecaster:
         """:meth:`predict` from dense arrays (backtests slice one array instead of
         re-pivoting the long panel at every origin)."""
         mean = self.predict_mean_arrays(data, graph, horizons)
-        return forecast_frame(mean, graph.area_ids, list(self.categories_ or []),
-                              data.last_week, tuple(horizons), self.dispersion_[None, None, :])
+        categories = list(self.categories_ or [])
+        coverage = (model_coverage(self.calibration_, categories, mean)
+                    if self.calibration_ else None)
+        return forecast_frame(mean, graph.area_ids, categories, data.last_week,
+                              tuple(horizons), self.dispersion_[None, None, :], coverage)
 
     def predict_mean(self, panel: Panel, graph: AreaGraph,
                      horizons: tuple[int, ...] | list[int] = HORIZONS) -> np.ndarray:
@@ -308,6 +346,7 @@ class Forecaster:
         write_json(directory / META_FILE, {
             "name": self.name, "format_version": FORMAT_VERSION,
             "params": self.get_params(), "categories": self.categories_, "state": state,
+            "adapted": self.adapted_, "calibration": self.calibration_,
         })
         return directory
 
@@ -326,9 +365,19 @@ class Forecaster:
         model.categories_ = list(meta["categories"])
         model.area_ids_ = arrays.pop("area_ids").astype(str)
         model.dispersion_ = arrays.pop("dispersion")
+        model.adapted_ = dict(meta.get("adapted") or {})
+        model.calibration_ = meta.get("calibration")
         model._set_state(meta["state"], arrays)
         model._load_files(directory)
         return model
+
+
+def announce_adaptation(name: str, num_weeks: int, adapted: dict[str, dict[str, Any]]) -> None:
+    """Say in one line (stderr) which windows a model capped at the history it was given."""
+    changes = ", ".join(f"{key} {entry['configured']} → {entry['effective']}"
+                        for key, entry in adapted.items())
+    print(f"{name}: {num_weeks} weeks of history, adapted {changes} "
+          "(effective values are in the model's params)", file=sys.stderr)
 
 
 def read_meta(directory: Path) -> dict[str, Any]:

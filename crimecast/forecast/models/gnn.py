@@ -40,6 +40,8 @@ from crimecast.forecast.models.base import FeatureForecaster, ModelError
 from crimecast.forecast.models.sampling import UniformNeighbourSampler
 
 WEIGHTS_FILE = "gnn.pt"
+#: Training origins needed before week-of-year features are used (one full cycle).
+SEASON_WEEKS = 52
 # Floor added to the long-run mean before taking its log as the offset: a tract with no
 # crime in a year still gets a small, finite expected count.
 BASE_FLOOR = 0.02
@@ -219,6 +221,7 @@ class GNNForecaster(FeatureForecaster):
     """
 
     name: ClassVar[str] = "gnn"
+    complexity: ClassVar[int] = 4
 
     def __init__(self, *, lags: int = 8, hidden: int = 32, conv_layers: int = 2,
                  conv: str = "graph", dropout: float = 0.1, likelihood: str = "negbin",
@@ -253,12 +256,61 @@ class GNNForecaster(FeatureForecaster):
         self.static_mean_: np.ndarray | None = None
         self.static_std_: np.ndarray | None = None
         self.history_: list[dict[str, float]] = []
+        self.drift_: np.ndarray | None = None  # [H, C] removed when trained on < a year
 
     # ------------------------------------------------------------------------ inputs
+    def _effective(self, key: str) -> int:
+        entry = self.adapted_.get(key)
+        return int(entry["effective"] if entry else getattr(self, key, 1))
+
     @property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec(lags=self.lags, rolling_windows=(4, 13, 52, self.base_window),
-                           seasonal=True, spatial_lag=True)
+        """The features, with the base window and week-of-year features the fit adapted
+        to its history."""
+        return self.spec_for(self._effective("base_window"))
+
+    def _training_origins(self, num_weeks: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_origins, validation_origins)`` for a history of ``num_weeks``, with the
+        windows capped at what the history holds (recorded in ``adapted_``): the
+        validation window at a fifth of the history, the base window at the weeks the
+        last training origin sees, the training weeks at the origins that remain. With
+        fewer than a year of training origins the week-of-year features are dropped
+        (``seasonal_features``) and the citywide drift removed (:meth:`_training_drift`).
+        Raises ModelError when fewer than 4 training origins would remain."""
+        horizon = max(self.horizons)
+        start = min(self.spec_for(self.base_window).min_history, 4) - 1
+
+        def plan(weeks: int) -> tuple[int, int]:
+            validation = min(self.validation_weeks, max(2, weeks // 5))
+            return validation, weeks - 1 - validation - horizon
+
+        validation, last_train = plan(num_weeks)
+        if last_train - start + 1 < 4:
+            minimum = next(w for w in range(num_weeks + 1, num_weeks + 200)
+                           if plan(w)[1] - start + 1 >= 4)
+            raise self._too_short(num_weeks, minimum, "validation_weeks")
+        self._adapt("validation_weeks", self.validation_weeks, validation)
+        self._adapt("base_window", self.base_window, last_train + 1)
+        train = self._adapt("train_weeks", self.train_weeks, last_train - start + 1)
+        last_val = num_weeks - 2  # the last origin with at least one target
+        val_origins = np.arange(last_val - validation + 1, last_val + 1)
+        # Training targets stay before the first validation target.
+        first_train = max(last_train - train + 1, start)
+        if last_train - first_train + 1 < SEASON_WEEKS:
+            # Fewer origins than a year: week-of-year features would be learned from part
+            # of the cycle and extrapolated to the rest (forecasts several-fold off).
+            self.adapted_["seasonal_features"] = {"configured": True, "effective": False}
+        return np.arange(first_train, last_train + 1), val_origins
+
+    def spec_for(self, base_window: int) -> FeatureSpec:
+        """The features with a given base window (rolling windows longer than it are
+        capped at it)."""
+        return FeatureSpec(lags=self._effective("lags"),
+                           rolling_windows=tuple(sorted({min(w, base_window)
+                                                         for w in (4, 13, 52)}
+                                                        | {base_window})),
+                           seasonal=bool(self._effective("seasonal_features")),
+                           spatial_lag=True)
 
     def _inputs(self, data: PanelArrays, graph: AreaGraph
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,14 +325,16 @@ class GNNForecaster(FeatureForecaster):
         features, names = lag_features(data.counts, data.weeks, self.spec, graph=graph,
                                        categories=cats, outage=data.outage)
         index = {n: i for i, n in enumerate(names)}
+        lags = self._effective("lags")
         lag_idx = np.array([[index[f"lag{k}_{c}"] for c in cats]
-                            for k in range(self.lags, 0, -1)])
-        base = features[:, :, [index[f"mean{self.base_window}_{c}"] for c in cats]]
+                            for k in range(lags, 0, -1)])
+        base = features[:, :, [index[f"mean{self._effective('base_window')}_{c}"]
+                               for c in cats]]
         num_areas, num_weeks = features.shape[:2]
         # Filled block by block into preallocated float32 arrays: on a 100k-area city each
         # temporary copy of these is a gigabyte.
         channels = 2 if self.seq_ratio else 1
-        seq = np.empty((num_areas, num_weeks, self.lags, channels * len(cats)), np.float32)
+        seq = np.empty((num_areas, num_weeks, lags, channels * len(cats)), np.float32)
         seq[..., : len(cats)] = features[:, :, lag_idx]
         if self.seq_ratio:
             # Counts relative to the tract's usual level: near-repeat bursts are additive
@@ -289,14 +343,14 @@ class GNNForecaster(FeatureForecaster):
             seq[..., len(cats):] /= base[:, :, None, :] + 0.1
         np.log1p(seq[..., : len(cats)], out=seq[..., : len(cats)])
         count_static = [i for n, i in index.items() if not n.startswith(("lag", "woy_"))]
-        woy = [index["woy_sin"], index["woy_cos"]]
+        woy = [index[n] for n in ("woy_sin", "woy_cos") if n in index]
         covariates = area_covariates(graph.areas)  # [A, 8]
-        static = np.empty((num_areas, num_weeks, len(count_static) + 2 + covariates.shape[1]),
-                          np.float32)
+        width = len(count_static) + len(woy)
+        static = np.empty((num_areas, num_weeks, width + covariates.shape[1]), np.float32)
         static[..., : len(count_static)] = features[:, :, count_static]
         np.log1p(static[..., : len(count_static)], out=static[..., : len(count_static)])
-        static[..., len(count_static): len(count_static) + 2] = features[:, :, woy]
-        static[..., len(count_static) + 2:] = covariates[:, None, :]
+        static[..., len(count_static): width] = features[:, :, woy]
+        static[..., width:] = covariates[:, None, :]
         del features
         return seq, static, np.log(base + BASE_FLOOR).astype(np.float32)
 
@@ -324,15 +378,7 @@ class GNNForecaster(FeatureForecaster):
     # ----------------------------------------------------------------------- training
     def _fit(self, data: PanelArrays, graph: AreaGraph) -> None:
         num_areas, num_weeks, num_cats = data.counts.shape
-        last_val = num_weeks - 1 - 1  # the last origin with at least one target
-        val_origins = np.arange(max(last_val - self.validation_weeks + 1, 0), last_val + 1)
-        # Training targets stay before the first validation target.
-        last_train = int(val_origins[0]) - max(self.horizons) if len(val_origins) else last_val
-        first_train = max(last_train - self.train_weeks + 1, min(self.spec.min_history, 4) - 1)
-        train_origins = np.arange(first_train, last_train + 1)
-        if len(train_origins) < 1:
-            raise ModelError(f"gnn: panel has {num_weeks} weeks, too few to train "
-                             f"(needs more than validation_weeks + horizon)")
+        train_origins, val_origins = self._training_origins(num_weeks)
         seq, static, log_base = self._inputs(data, graph)
         flat_static = static[:, train_origins].reshape(-1, static.shape[-1])
         self.static_mean_ = flat_static.mean(axis=0)
@@ -381,6 +427,26 @@ class GNNForecaster(FeatureForecaster):
         module.eval()
         self.module_ = module
         self.dispersion_ = self._learned_dispersion()
+        self.drift_ = np.zeros((len(self.horizons), num_cats))
+        if "seasonal_features" in self.adapted_:
+            self.drift_ = self._training_drift(tensors, train_origins, edge_index, edge_weight)
+            self.adapted_["drift_removed"] = {"configured": False, "effective": True}
+
+    def _training_drift(self, tensors: dict[str, Tensor], origins: np.ndarray,
+                        edge_index: Tensor, edge_weight: Tensor) -> np.ndarray:
+        """``[H, C]``: the mean log-correction to the base window over the training
+        origins. With less than a year of origins, that citywide drift is the part of the
+        seasonal cycle the training weeks happened to cover (rising in spring, falling in
+        autumn), not something that continues; it is subtracted at predict time, keeping
+        the area-to-area and near-repeat corrections."""
+        assert self.module_ is not None
+        total = np.zeros((len(self.horizons), self.module_.num_categories))
+        with torch.no_grad():
+            for origin in origins:
+                seq, static, base = self._stack(tensors, None, torch.tensor([origin]))
+                log_mean = self.module_(seq, static, base, edge_index, edge_weight)
+                total += (log_mean - base[:, None, :]).mean(dim=0).double().numpy()
+        return total / max(len(origins), 1)
 
     def _learned_dispersion(self) -> np.ndarray:
         assert self.module_ is not None
@@ -490,7 +556,8 @@ class GNNForecaster(FeatureForecaster):
             log_mean = self.module_(torch.from_numpy(seq[:, last]),
                                     torch.from_numpy(static_now.astype(np.float32)),
                                     torch.from_numpy(log_base[:, last]), edge_index, edge_weight)
-        mean = log_mean.clamp(-12.0, 12.0).exp().double().numpy()  # [A, H_model, C]
+        drift = torch.as_tensor(self.drift_, dtype=log_mean.dtype)[None]
+        mean = (log_mean - drift).clamp(-12.0, 12.0).exp().double().numpy()  # [A, H_model, C]
         pick = [self.horizons.index(h) for h in horizons]
         return mean[:, pick, :]
 
@@ -501,11 +568,13 @@ class GNNForecaster(FeatureForecaster):
                  "static_features": int(self.module_.static.in_features),
                  "num_categories": int(self.module_.num_categories),
                  "history": self.history_}
-        return state, {"static_mean": self.static_mean_, "static_std": self.static_std_}
+        return state, {"static_mean": self.static_mean_, "static_std": self.static_std_,
+                       "drift": self.drift_}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.static_mean_ = arrays["static_mean"].astype(np.float32)
         self.static_std_ = arrays["static_std"].astype(np.float32)
+        self.drift_ = arrays.get("drift", np.zeros((len(self.horizons), state["num_categories"])))
         self.history_ = list(state.get("history", []))
         self.module_ = SpatioTemporalGNN(state["seq_features"], state["static_features"],
                                          state["num_categories"], len(self.horizons),

@@ -3,6 +3,10 @@
 The simplest serious baseline. With ``window=None`` the window is chosen at fit time from
 ``candidate_windows`` by the mean Poisson deviance of one-step forecasts over the last
 ``validation_weeks`` weeks of the training panel; the forecast is the same for every horizon.
+
+Short histories: the candidate windows are capped at the weeks given to ``fit`` (longer
+ones would all be the mean of every week) and ``validation_weeks`` at the weeks after the
+first (recorded in ``adapted_``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class HistoricalAverage(Forecaster):
     """
 
     name: ClassVar[str] = "historical_average"
+    complexity: ClassVar[int] = 0
 
     def __init__(self, *, window: int | None = None,
                  candidate_windows: tuple[int, ...] | list[int] = (4, 8, 13, 26, 52, 104, 156),
@@ -49,17 +54,26 @@ class HistoricalAverage(Forecaster):
         return int(self.window_ or self.window or max(self.candidate_windows))
 
     def _fit(self, data: PanelArrays, graph: AreaGraph) -> None:
-        if self.window is not None:
-            self.window_ = int(self.window)
-            return
         num_weeks = data.counts.shape[1]
-        origins = [t for t in range(num_weeks - self.validation_weeks - 1, num_weeks - 1)
+        if num_weeks < 2:
+            raise self._too_short(num_weeks, 2, "window")
+        if self.window is not None:
+            self.window_ = self._adapt("window", int(self.window), num_weeks)
+            return
+        # Windows longer than the history are all the same mean of every week: one
+        # candidate, named by the weeks it really spans.
+        validation = self._adapt("validation_weeks", self.validation_weeks, num_weeks - 1)
+        candidates = sorted({min(int(w), num_weeks) for w in self.candidate_windows})
+        if candidates != sorted(int(w) for w in self.candidate_windows):
+            self.adapted_["candidate_windows"] = {"configured": list(self.candidate_windows),
+                                                  "effective": candidates}
+        origins = [t for t in range(num_weeks - validation - 1, num_weeks - 1)
                    if t >= 0 and not data.outage[t + 1]]
         if not origins:
-            self.window_ = int(min(self.candidate_windows))
+            self.window_ = int(min(candidates))
             return
         scores = {}
-        for window in self.candidate_windows:
+        for window in candidates:
             expected = np.stack([recent_mean(data.counts[:, : t + 1], data.outage[: t + 1],
                                              window) for t in origins])
             actual = np.stack([data.counts[:, t + 1] for t in origins])

@@ -16,7 +16,9 @@ in the neighbouring areas, decaying by ``decay = exp(-1 / tau)`` per week::
 Subtracting ``S_bar`` keeps the long-run mean at ``m~``: excitation moves the rate above it
 after a burst and below it after a quiet spell. ``theta, tau, eta, smoothing`` are fitted
 by grid search on the Poisson likelihood of one-step forecasts over the last
-``validation_weeks`` of the training panel.
+``validation_weeks`` of the training panel. Short histories: ``validation_weeks`` is
+capped at a third of the weeks given to ``fit`` and ``background_weeks`` at the weeks
+before them (recorded in ``adapted_``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class SelfExcitingHotspot(Forecaster):
     """
 
     name: ClassVar[str] = "hotspot"
+    complexity: ClassVar[int] = 2
 
     def __init__(self, *, background_weeks: int = 156, validation_weeks: int = 52,
                  theta_grid: tuple[float, ...] | list[float] = (0.0, 0.1, 0.2, 0.4, 0.6,
@@ -81,8 +84,13 @@ class SelfExcitingHotspot(Forecaster):
         self.params_: dict[str, float] | None = None
 
     @property
+    def _background_weeks(self) -> int:
+        entry = self.adapted_.get("background_weeks")
+        return int(entry["effective"] if entry else self.background_weeks)
+
+    @property
     def history_weeks(self) -> int:
-        return self.background_weeks
+        return self._background_weeks
 
     @staticmethod
     def _excitation(counts: np.ndarray, outage: np.ndarray, spill: np.ndarray,
@@ -103,14 +111,19 @@ class SelfExcitingHotspot(Forecaster):
         adj = row_normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
         counts = data.counts.astype(np.float64)
         num_weeks = counts.shape[1]
-        first_val = max(1, num_weeks - self.validation_weeks)
+        if num_weeks < 4:
+            raise self._too_short(num_weeks, 4, "validation_weeks")
+        # Keep two thirds of a short history for the background the grid search scores.
+        validation = self._adapt("validation_weeks", self.validation_weeks, num_weeks // 3)
+        first_val = max(1, num_weeks - validation)
+        background_weeks = self._adapt("background_weeks", self.background_weeks, first_val)
         targets = [t for t in range(first_val, num_weeks) if not data.outage[t]]
         if not targets:
             self.params_ = {"theta": 0.0, "tau": 1.0, "eta": 0.0, "smoothing": 0.0}
             return
         # Background from the weeks before validation (no peeking at the targets).
         background = recent_mean(counts[:, :first_val], data.outage[:first_val],
-                                 self.background_weeks)
+                                 background_weeks)
         spill_bg = _neighbour_mean(adj, background)
         spill = _neighbour_mean(adj, counts)
         actual = counts[:, targets]
@@ -136,7 +149,7 @@ class SelfExcitingHotspot(Forecaster):
         p = self.params_ or {}
         adj = row_normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
         counts = data.counts.astype(np.float64)
-        background = recent_mean(counts, data.outage, self.background_weeks)
+        background = recent_mean(counts, data.outage, self._background_weeks)
         spill_bg = _neighbour_mean(adj, background)
         decay = float(np.exp(-1.0 / p["tau"]))
         excess, _ = self._excitation(counts, data.outage, _neighbour_mean(adj, counts),

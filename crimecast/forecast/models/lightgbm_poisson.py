@@ -12,7 +12,10 @@ training row is (area ``a``, origin week ``t``, horizon ``h``, category ``c``) w
 
 Outage weeks are filled from the past before features are computed and are never targets.
 Training uses the last ``train_weeks`` origins; boosting stops early on the last
-``validation_weeks`` origins. ``num_threads`` defaults to 1: on a shared 2-core machine
+``validation_weeks`` origins. Short histories: ``validation_weeks`` is capped at a fifth
+of the weeks given to ``fit``, ``lags`` at a quarter of the weeks before them, rolling
+windows at all of them, ``train_weeks`` at what remains (recorded in ``adapted_``; the features
+at predict time use the same effective values). ``num_threads`` defaults to 1: on a shared 2-core machine
 LightGBM's OpenMP threads spin-wait and one thread measured 7x faster than two.
 """
 
@@ -68,6 +71,7 @@ class LightGBMPoisson(FeatureForecaster):
     """
 
     name: ClassVar[str] = "lightgbm_poisson"
+    complexity: ClassVar[int] = 3
 
     def __init__(self, *, lags: int = 4,
                  rolling_windows: tuple[int, ...] | list[int] = (4, 13, 52, 156),
@@ -97,8 +101,32 @@ class LightGBMPoisson(FeatureForecaster):
 
     @property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec(lags=self.lags, rolling_windows=tuple(self.rolling_windows),
-                           seasonal=True, spatial_lag=True)
+        """The features, with the lags and windows the fit adapted to its history."""
+        lags = self.adapted_.get("lags", {}).get("effective", self.lags)
+        windows = self.adapted_.get("rolling_windows", {}).get("effective",
+                                                               self.rolling_windows)
+        return FeatureSpec(lags=lags, rolling_windows=tuple(windows), seasonal=True,
+                           spatial_lag=True)
+
+    def _adapt_to_history(self, num_weeks: int) -> tuple[int, int]:
+        """Cap the windows at the history (recorded in ``adapted_``); returns the
+        effective (train_weeks, validation_weeks)."""
+        minimum = 2 * max(self.horizons) + 4
+        if num_weeks < minimum:
+            raise self._too_short(num_weeks, minimum, "train_weeks")
+        validation = self._adapt("validation_weeks", self.validation_weeks,
+                                 max(2, num_weeks // 5))
+        before = num_weeks - validation
+        self._adapt("lags", self.lags, max(1, before // 4))
+        # A rolling mean longer than the history is the mean of every week: cap it there
+        # (windows that coincide merge).
+        longest = max(4, before)
+        windows = sorted({min(int(w), longest) for w in self.rolling_windows})
+        if windows != sorted(int(w) for w in self.rolling_windows):
+            self.adapted_["rolling_windows"] = {"configured": list(self.rolling_windows),
+                                                "effective": windows}
+        train = self._adapt("train_weeks", self.train_weeks, num_weeks - 1 - self.spec.lags)
+        return train, validation
 
     def _design(self, data: PanelArrays, graph: AreaGraph, origins: np.ndarray,
                 horizons: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
@@ -140,12 +168,13 @@ class LightGBMPoisson(FeatureForecaster):
 
         num_weeks = data.counts.shape[1]
         horizons = tuple(self.horizons)
+        train_weeks, validation_weeks = self._adapt_to_history(num_weeks)
         # Rolling means cover the available weeks while fewer exist, so short panels still
         # train (their long-window features are just noisier).
-        first = max(self.lags - 1, num_weeks - 1 - self.train_weeks, 0)
+        first = max(self.spec.lags - 1, num_weeks - 1 - train_weeks, 0)
         origins = np.arange(first, num_weeks - 1)
         if len(origins) < 2:
-            raise ModelError(f"lightgbm_poisson: panel has {num_weeks} weeks, too few to train")
+            raise self._too_short(num_weeks, 2 * max(self.horizons) + 4, "train_weeks")
         x, names = self._design(data, graph, origins, horizons)
         # Targets in the same (area, origin, horizon, category) order; NaN = not observable.
         num_areas, num_cats = data.counts.shape[0], data.counts.shape[2]
@@ -156,7 +185,7 @@ class LightGBMPoisson(FeatureForecaster):
             ok[ok] &= ~data.outage[target[ok]]
             y[:, ok, k, :] = data.counts[:, target[ok], :]
         is_val = np.broadcast_to(
-            (origins >= num_weeks - 1 - self.validation_weeks)[None, :, None, None], y.shape)
+            (origins >= num_weeks - 1 - validation_weeks)[None, :, None, None], y.shape)
         y_flat, val_flat = y.ravel(), is_val.ravel()
         keep = ~np.isnan(y_flat)
         train = keep & ~val_flat

@@ -11,8 +11,10 @@ For origin ``T`` (last observed week), horizon ``h``, area ``a``, category ``c``
 
 ``blend = 1`` is pure seasonal naive; ``blend = None`` picks it from ``blend_grid`` by the
 Poisson deviance of one-step forecasts on the last ``validation_weeks`` training weeks.
-Outage weeks are excluded from every mean. With less than a year of history the model
-falls back to the recent level.
+Outage weeks are excluded from every mean. Short histories: ``validation_weeks`` is
+capped at half the weeks given to ``fit``, ``window`` at the weeks before them and
+``max_years`` at the whole years available; with less than a year of history the model is
+the recent level (blend 0). The caps are recorded in ``adapted_``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class SeasonalNaive(Forecaster):
     """
 
     name: ClassVar[str] = "seasonal_naive"
+    complexity: ClassVar[int] = 1
 
     def __init__(self, *, season_length: int = 52, halfwidth: int = 1, max_years: int = 3,
                  window: int = 26, blend: float | None = None,
@@ -68,18 +71,23 @@ class SeasonalNaive(Forecaster):
     def history_weeks(self) -> int:
         return max(self.season_length * self.max_years + self.halfwidth, self.window)
 
+    def _effective(self, key: str) -> int:
+        entry = self.adapted_.get(key)
+        return int(entry["effective"] if entry else getattr(self, key))
+
     def _components(self, counts: np.ndarray, outage: np.ndarray,
                     horizons: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """``S`` and ``L * I``, each ``[A, H, C]``, for origin = the last week of ``counts``."""
         num_areas, num_weeks, num_cats = counts.shape
         last = num_weeks - 1
-        level = recent_mean(counts, outage, self.window)  # [A, C]
+        window = self._effective("window")
+        level = recent_mean(counts, outage, window)  # [A, C]
         city = counts.sum(axis=0)  # [W, C]
         seasonal = np.empty((num_areas, len(horizons), num_cats))
         adjusted = np.empty_like(seasonal)
         for j, h in enumerate(horizons):
             same_weeks, ratios = [], []
-            for k in range(1, self.max_years + 1):
+            for k in range(1, self._effective("max_years") + 1):
                 centre = last + h - k * self.season_length
                 weeks = [w for w in range(centre - self.halfwidth, centre + self.halfwidth + 1)
                          if 0 <= w <= last and not outage[w]]
@@ -87,7 +95,7 @@ class SeasonalNaive(Forecaster):
                     continue
                 same_weeks.extend(weeks)
                 base_end = last - k * self.season_length
-                base = [w for w in range(base_end - self.window + 1, base_end + 1)
+                base = [w for w in range(base_end - window + 1, base_end + 1)
                         if 0 <= w and not outage[w]]
                 if base:
                     ratios.append(city[weeks].mean(axis=0)
@@ -101,11 +109,19 @@ class SeasonalNaive(Forecaster):
         return seasonal, adjusted
 
     def _fit(self, data: PanelArrays, graph: AreaGraph) -> None:
-        if self.blend is not None:
+        num_weeks = data.counts.shape[1]
+        if num_weeks < 2:
+            raise self._too_short(num_weeks, 2, "window")
+        validation = self._adapt("validation_weeks", self.validation_weeks, num_weeks // 2)
+        self._adapt("window", self.window, num_weeks - validation)
+        # Past years that exist at all; with none the forecast is the recent level.
+        self._adapt("max_years", self.max_years, num_weeks // self.season_length)
+        if num_weeks < self.season_length:
+            self.adapted_["max_years"] = {"configured": self.max_years, "effective": 0}
+        if self.blend is not None and self._effective("max_years") > 0:
             self.blend_ = float(self.blend)
             return
-        num_weeks = data.counts.shape[1]
-        origins = [t for t in range(num_weeks - self.validation_weeks - 1, num_weeks - 1)
+        origins = [t for t in range(num_weeks - validation - 1, num_weeks - 1)
                    if t >= self.season_length and not data.outage[t + 1]]
         if not origins:
             self.blend_ = 0.0
