@@ -55,9 +55,10 @@ class CountingAverage(HistoricalAverage):
         super()._fit(data, graph)
 
 
-@pytest.mark.parametrize(("refit_every", "fits"), [(0, 1), (2, 3)])
+@pytest.mark.parametrize(("refit_every", "fits"), [(0, 2), (2, 4)])
 def test_refit_every_controls_how_often_the_model_is_fitted(synthetic_city, refit_every: int,
                                                             fits: int) -> None:
+    # One fit for the validation weeks, one at the first test origin, then every k-th.
     CountingAverage.fits = 0
     run_backtest(CountingAverage(window=4), synthetic_city.panel, synthetic_city.graph,
                  EvaluationSettings(backtest_weeks=6, refit_every=refit_every), progress=False)
@@ -76,7 +77,64 @@ def test_oracle_uses_the_same_rows_and_beats_the_baseline(ha_result, synthetic_c
 
 def test_gate_scores_expose_deviance_pai_and_disparity(ha_result) -> None:
     view = gate_scores(ha_result.summary, PromotionSettings(pai_area_share=0.05))
-    assert view["pai"] == ha_result.summary["overall"]["pai@5%"]
+    assert view["pai"] == ha_result.summary["targets"]["all"]["1"]["pai@5%"]
+    assert view["poisson_deviance"] == ha_result.summary["targets"]["all"]["1"]["poisson_deviance"]
     assert any(k.startswith("flag_rate_per_resident/") for k in view["disparity"])
     with pytest.raises(KeyError, match="pai@2%"):
         gate_scores(ha_result.summary, PromotionSettings(pai_area_share=0.02))
+
+
+def test_validation_weeks_calibrate_without_touching_a_test_week(ha_result, synthetic_city) -> None:
+    validation = ha_result.validation_rows
+    first_test_origin = ha_result.rows["origin"].min()
+    assert validation["week"].max() <= first_test_origin
+    assert validation["origin"].nunique() == SETTINGS.validation_weeks
+    calibration = ha_result.summary["calibration"]
+    cells = calibration["targets"]["all"]["80"]["*"]
+    assert cells["rows"] == len(validation[validation["category"] == "violent"])
+    # The test rows carry the calibrated bounds; their uncalibrated coverage is reported too.
+    headline = ha_result.summary["targets"]["all"]["1"]
+    assert {"coverage_80", "coverage_80_uncalibrated", "log_score", "rps",
+            "pit_calibration_error"} <= set(headline)
+    assert sum(headline["pit_histogram"]) == pytest.approx(1.0)
+
+
+def test_every_backtest_reports_ceilings_and_the_gap_closed(ha_result, synthetic_city) -> None:
+    summary = ha_result.summary
+    assert set(summary["ceilings"]) == {"smoother", "hindsight", "reference_mean"}
+    hindsight = summary["ceilings"]["hindsight"]["all"]["1"]
+    model = summary["targets"]["all"]["1"]
+    # Flags rank by count, PAI* by the best set of the same size: hindsight is close to 1.
+    assert model["pei_star@5%"] < hindsight["pei_star@5%"] <= 1.0
+    assert hindsight["hit_rate@5%"] >= model["hit_rate@5%"]
+    assert "poisson_deviance" not in hindsight
+    reference = summary["ceilings"]["reference_mean"]["all"]["1"]
+    smoother = summary["ceilings"]["smoother"]["all"]["1"]
+    share = summary["gap_closed"]["all"]["1"]["smoother"]["poisson_deviance"]
+    assert share == pytest.approx((model["poisson_deviance"] - reference["poisson_deviance"])
+                                  / (smoother["poisson_deviance"] - reference["poisson_deviance"]))
+
+
+def test_smoother_ceiling_is_the_mean_of_the_weeks_around_the_target(synthetic_city) -> None:
+    from crimecast.data.panel import panel_arrays
+    from crimecast.forecast.backtest import ceiling_rows
+
+    settings = EvaluationSettings(backtest_weeks=6, ceiling_halfwidth=2)
+    result = run_backtest(get_model("historical_average", window=4), synthetic_city.panel,
+                          synthetic_city.graph, settings, progress=False)
+    data = panel_arrays(synthetic_city.panel, synthetic_city.graph)
+    smoother = ceiling_rows(result.rows, data, synthetic_city.graph, settings)["smoother"]
+    row = smoother.iloc[0]
+    week = data.weeks.get_loc(row["week"])
+    area = list(synthetic_city.graph.area_ids).index(row["area_id"])
+    cat = data.categories.index(row["category"])
+    around = [w for w in range(week - 2, week + 3) if w != week and w < len(data.weeks)]
+    assert row["mean"] == pytest.approx(data.counts[area, around, cat].mean())
+
+
+def test_categories_without_incidents_are_left_out_with_a_warning(synthetic_city) -> None:
+    from crimecast.forecast.metrics import ScoringWarning, active_categories
+
+    rows = pd.DataFrame({"category": ["violent", "violent", "arson"], "actual": [1.0, 0, 0]})
+    with pytest.warns(ScoringWarning, match="arson"):
+        assert active_categories(rows) == ["violent"]

@@ -15,7 +15,7 @@ import pytest
 
 from crimecast.forecast.models.historical_average import HistoricalAverage
 from crimecast.lifecycle.audit import alias_history, append_audit, champion_lineage, read_audit
-from crimecast.lifecycle.gate import PromotionSettings, gate
+from crimecast.lifecycle.gate import GateEvidence, PromotionSettings, gate, policy_text
 from crimecast.lifecycle.promotion import promote, rollback
 from crimecast.lifecycle.registry import model_info, resolve_alias, set_alias
 from crimecast.lifecycle.tracking import train_and_register
@@ -100,55 +100,125 @@ def test_biased_challenger_refused_fair_one_promoted_and_rollback_restores(
     ]
 
 
-def _scores(deviance: float, pai: float, **ratios: float) -> dict:
-    return {"poisson_deviance": deviance, "pai": pai,
-            "disparity": {f"flag_rate_per_incident/{g}": r for g, r in ratios.items()}}
+def _entry(reference: float, challenger: float, relative_ci: tuple[float, float]) -> dict:
+    return {"reference": reference, "challenger": challenger,
+            "diff": challenger - reference, "relative": challenger / reference - 1,
+            "ci": [reference * relative_ci[0], reference * relative_ci[1]],
+            "relative_ci": list(relative_ci)}
 
 
-def test_gate_refuses_when_disparity_grows_past_band_and_margin() -> None:
-    settings = PromotionSettings()
-    reference = _scores(1.0, 3.0, a=1.3, b=0.9)
-    verdict = gate(_scores(0.9, 3.1, a=1.6, b=0.9), reference, settings)
+def _ratio(challenger: float, ci: tuple[float, float], reference: float | None = None,
+           distance_ci: tuple[float, float] = (-0.05, 0.05)) -> dict:
+    return {"challenger": challenger, "challenger_ci": list(ci), "reference": reference,
+            "reference_ci": [None, None], "distance_diff": sum(distance_ci) / 2,
+            "distance_diff_ci": list(distance_ci)}
+
+
+def _evidence(deviance_ci=(-0.04, -0.02), pai_ci=(-0.01, 0.01), ratios=None,
+              complexity=(4, 1)) -> GateEvidence:
+    low, high = deviance_ci
+    return GateEvidence(
+        accuracy={"poisson_deviance": _entry(1.0, 1.0 + (low + high) / 2, deviance_ci),
+                  "pai": _entry(3.0, 3.0 * (1 + sum(pai_ci) / 2), pai_ci)},
+        disparity={f"flag_rate_per_incident/{g}": r for g, r in (ratios or {}).items()},
+        challenger="v2 (gnn)", reference="v1 (seasonal_naive)",
+        challenger_complexity=complexity[0], reference_complexity=complexity[1])
+
+
+def test_challenger_better_beyond_the_margin_and_not_worse_elsewhere_is_promoted() -> None:
+    verdict = gate(_evidence(), PromotionSettings())
+    assert verdict.promote and verdict.outcome == "better"
+    deviance = verdict.checks[0]
+    assert deviance["verdict"] == "better" and deviance["relative"] is True
+    assert deviance["ci"] == [-0.04, -0.02] and deviance["diff"] == pytest.approx(-0.03)
+    assert "-3.0 %" in deviance["plain"] and "better by more than the margin" in deviance["plain"]
+    assert verdict.policy["kind"] == "non_inferiority"
+    assert verdict.policy["margins"] == {"poisson_deviance": 0.01, "pai": 0.02}
+
+
+def test_differences_inside_the_margins_are_a_tie_that_goes_to_the_configured_side() -> None:
+    tie = _evidence(deviance_ci=(-0.008, 0.004), pai_ci=(-0.015, 0.012))
+    kept = gate(tie, PromotionSettings(tie_break="champion"))
+    assert not kept.promote and kept.outcome == "tie"
+    assert all(c["verdict"] == "not_worse" for c in kept.checks[:2])
+    assert "tie" in kept.reason and "v1 (seasonal_naive)" in kept.reason
+    # tie_break: simpler hands a tie to the lower complexity rank, whichever side it is on.
+    assert not gate(tie, PromotionSettings(tie_break="simpler")).promote
+    simpler = _evidence(deviance_ci=(-0.008, 0.004), pai_ci=(-0.015, 0.012), complexity=(0, 1))
+    assert gate(simpler, PromotionSettings(tie_break="simpler")).promote
+
+
+def test_challenger_worse_beyond_a_margin_is_refused_with_the_numbers() -> None:
+    verdict = gate(_evidence(pai_ci=(-0.05, -0.01)), PromotionSettings())
+    assert not verdict.promote and verdict.outcome == "worse"
+    pai = verdict.checks[1]
+    assert pai["check"] == "pai@0.05" and not pai["passed"] and pai["verdict"] == "worse"
+    assert "-5.0 %" in pai["plain"] and "-2.0 %" in pai["plain"]
+    assert "pai@0.05" in verdict.reason
+    assert gate(_evidence(pai_ci=(-0.05, -0.01)),
+                PromotionSettings(margins={"poisson_deviance": 0.01, "pai": 0.06})).promote
+
+
+def test_superiority_needs_every_interval_on_the_better_side_of_zero() -> None:
+    settings = PromotionSettings(policy="superiority")
+    assert gate(_evidence(pai_ci=(0.001, 0.03)), settings).promote
+    unclear = gate(_evidence(pai_ci=(-0.01, 0.03)), settings)
+    assert not unclear.promote and unclear.outcome == "tie"
+    worse = gate(_evidence(pai_ci=(-0.03, -0.001)), settings)
+    assert worse.outcome == "worse" and worse.checks[1]["verdict"] == "worse"
+
+
+def test_disparity_outside_the_band_and_further_from_parity_is_refused() -> None:
+    ratios = {"a": _ratio(1.6, (1.4, 1.8), reference=1.3, distance_ci=(0.1, 0.3)),
+              "b": _ratio(0.9, (0.7, 1.1), reference=0.9)}
+    verdict = gate(_evidence(ratios=ratios), PromotionSettings())
     assert not verdict.promote
-    assert "disparity:flag_rate_per_incident/a" in verdict.reason
+    check = next(c for c in verdict.checks if c["check"] == "disparity:flag_rate_per_incident/a")
+    assert not check["passed"] and check["challenger_ci"] == [1.4, 1.8]
+    assert check["ci"] == [0.1, 0.3] and check["relative"] is False
+    assert "disparity:flag_rate_per_incident/a" in verdict.reason and "fails" in check["plain"]
 
 
-def test_gate_allows_out_of_band_ratio_that_does_not_worsen() -> None:
-    settings = PromotionSettings()
-    reference = _scores(1.0, 3.0, a=1.6, b=0.9)
-    assert gate(_scores(0.9, 3.1, a=1.65, b=1.0), reference, settings).promote
-
-
-def test_gate_refuses_less_accurate_challenger() -> None:
-    settings = PromotionSettings()
-    reference = _scores(1.0, 3.0, a=1.0)
-    worse_deviance = gate(_scores(1.01, 3.1, a=1.0), reference, settings)
-    worse_pai = gate(_scores(0.9, 2.9, a=1.0), reference, settings)
-    assert not worse_deviance.promote and "poisson_deviance" in worse_deviance.reason
-    assert not worse_pai.promote and "pai@0.05" in worse_pai.reason
-    tolerant = PromotionSettings(deviance_tolerance=0.02)
-    assert gate(_scores(1.01, 3.1, a=1.0), reference, tolerant).promote
+def test_disparity_whose_interval_reaches_the_band_or_does_not_worsen_passes() -> None:
+    reaches = {"a": _ratio(1.35, (1.2, 1.5), reference=1.0, distance_ci=(0.2, 0.4))}
+    verdict = gate(_evidence(ratios=reaches), PromotionSettings())
+    assert verdict.promote and "reaches into the band" in verdict.checks[-1]["plain"]
+    kept_out = {"a": _ratio(2.4, (2.1, 2.7), reference=2.2, distance_ci=(-0.02, 0.08))}
+    verdict = gate(_evidence(ratios=kept_out), PromotionSettings())
+    assert verdict.promote
+    assert "no further from parity" in verdict.checks[-1]["plain"]
+    assert "not-worse rule" in verdict.checks[-1]["plain"]
 
 
 def test_gate_exempts_small_groups_and_records_it() -> None:
-    settings = PromotionSettings(min_group_areas=5)
-    reference = _scores(1.0, 3.0, tiny=1.0, big=1.0)
-    verdict = gate(_scores(0.9, 3.1, tiny=0.0, big=1.0), reference, settings,
+    ratios = {"tiny": _ratio(0.0, (0.0, 0.0), reference=1.0, distance_ci=(9.0, 9.0)),
+              "big": _ratio(1.0, (0.9, 1.1), reference=1.0)}
+    verdict = gate(_evidence(ratios=ratios), PromotionSettings(min_group_areas=5),
                    group_sizes={"tiny": 3, "big": 40})
     assert verdict.promote
     note = next(c for c in verdict.checks if c["check"].endswith("/tiny"))
-    assert "exempt" in note["note"]
+    assert "exempt" in note["note"] and "3 areas" in note["plain"]
 
 
 def test_gate_exempts_areas_without_a_demographic_group() -> None:
-    reference = _scores(1.0, 3.0, unknown=0.7, big=1.0)
-    challenger = _scores(0.9, 3.1, unknown=0.3, big=1.0)
+    ratios = {"unknown": _ratio(0.3, (0.2, 0.4), reference=0.7, distance_ci=(0.5, 1.0)),
+              "big": _ratio(1.0, (0.9, 1.1), reference=1.0)}
     sizes = {"unknown": 17, "big": 40}
-    assert not gate(challenger, reference, PromotionSettings(exempt_groups=[]), sizes).promote
-    verdict = gate(challenger, reference, PromotionSettings(), sizes)
+    evidence = _evidence(ratios=ratios)
+    assert not gate(evidence, PromotionSettings(exempt_groups=[]), sizes).promote
+    verdict = gate(evidence, PromotionSettings(), sizes)
     assert verdict.promote
     note = next(c for c in verdict.checks if c["check"].endswith("/unknown"))
     assert "not a demographic group" in note["note"]
+
+
+def test_policy_text_says_margins_tie_break_and_the_fairness_rule_in_words() -> None:
+    text = policy_text(PromotionSettings())
+    for words in ("+1.0 %", "-2.0 %", "current model stays", "0.8–1.25",
+                  "keep a group outside the band", "public exception"):
+        assert words in text, words
+    assert "simpler model is chosen" in policy_text(PromotionSettings(tie_break="simpler"))
+    assert "both" in policy_text(PromotionSettings(policy="superiority"))
 
 
 def test_audit_log_appends_json_lines_and_skips_torn_tail(tmp_path: Path) -> None:

@@ -220,8 +220,8 @@ def summarise(rows: pd.DataFrame, graph: AreaGraph,
             targets[target][str(horizon)] = _target_metrics(frame, graph, settings, population)
         if (target, 1) in frames:
             by_group[target] = _by_group(frames[target, 1])
-    summary["targets"] = targets
-    summary["headline_by_group"] = by_group
+    summary["targets"] = _finite(targets)
+    summary["headline_by_group"] = _finite(by_group)
     summary["calibration"] = calibration or {}
     if ceilings:
         summary["ceilings"] = {}
@@ -233,8 +233,21 @@ def summarise(rows: pd.DataFrame, graph: AreaGraph,
                     population, intervals=name != HINDSIGHT)
                     for h in sorted(scored["horizon"].unique())}
                 for target in targets}
-        summary["gap_closed"] = gap_closed(targets, summary["ceilings"])
+        summary["gap_closed"] = _finite(gap_closed(targets, summary["ceilings"]))
+        summary["ceilings"] = _finite(summary["ceilings"])
     return summary
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (a metric undefined for lack of
+    incidents) replaced by None, so summaries survive a JSON round trip unchanged."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def gap_closed(targets: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, Any]:
@@ -372,8 +385,9 @@ def ceiling_rows(rows: pd.DataFrame, data: PanelArrays, graph: AreaGraph,
     - ``smoother``: the mean of the ``ceiling_halfwidth`` weeks before and after the
       target week (not the week itself; outage weeks left out): count-only information
       that includes the future, so no forecaster can be expected to beat it;
-    - ``hindsight``: the actual count as the forecast (perfect hindsight; hit rate and
-      PAI only, PEI* is 1 by construction);
+    - ``hindsight``: the actual count as the forecast (perfect hindsight; hotspot
+      metrics only; its PEI* falls short of 1 only because flags rank areas by count
+      while PAI* picks the densest set of the same size);
     - ``reference_mean``: the mean of the last ``reference_window`` non-outage weeks up
       to the origin (a model that closes 0 % of the gap).
 

@@ -2,11 +2,14 @@
 
 Every training run is one MLflow run holding
 
-- params: the model's hyperparameters (``model.*``) and the data shape (``data.*``);
+- params: the model's hyperparameters (``model.*``), the windows it capped at the history
+  it was given (``effective.*``) and the data shape (``data.*``);
 - tags: the DVC data version of the inputs (``data.version``, ``data.panel_md5``,
   ``data.graph_md5``: md5s from ``dvc.lock`` when it lists them, else computed from the
   files), the git commit (``git.commit``), the model name;
-- metrics: the rolling-origin backtest summary (overall and by group);
+- metrics: the rolling-origin backtest summary (overall, by group, every target and
+  horizon, gap closed; the ceilings and the interval calibration are in
+  ``evaluation/summary.json``);
 - artifacts: the model as a :class:`crimecast.pyfunc.CrimecastModel` pyfunc with signature
   and input example, the backtest table (``evaluation/backtest.csv``) and a map of
   forecast vs actual (``evaluation/forecast_vs_actual.png``).
@@ -195,7 +198,10 @@ def train_and_register(
             "tracking.history_weeks": settings.history_weeks,
         })
         rows, summary = backtest(get_model(model_name, **(params or {})), panel, graph)
-        metrics = flat_metrics(summary)
+        # Ceilings and the calibration table live in evaluation/summary.json; as metrics
+        # they would triple the run's metric count.
+        metrics = flat_metrics({k: v for k, v in summary.items()
+                                if k not in ("ceilings", "calibration")})
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory(prefix="crimecast-eval-") as tmp:
             table = Path(tmp) / "backtest.csv"
@@ -207,6 +213,11 @@ def train_and_register(
                 if png is not None:
                     mlflow.log_artifact(str(png), artifact_path="evaluation")
         forecaster.fit(panel, graph)
+        # The intervals the backtest's validation weeks calibrated are the ones served.
+        forecaster.calibration_ = summary.get("calibration") or None
+        if forecaster.adapted_:
+            mlflow.log_params({f"effective.{k}": _param_text(v["effective"])
+                               for k, v in forecaster.adapted_.items()})
         metadata = {
             "model_name": model_name,
             "model_params": {k: _param_text(v) for k, v in full_params.items()},
