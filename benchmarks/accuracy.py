@@ -1,26 +1,46 @@
-"""Accuracy benchmark: every model, rolling-origin backtest, synthetic city and Philadelphia.
+"""Accuracy benchmark: every model, the ensemble and the ceilings, with paired 95 % CIs.
 
-    .venv/bin/python benchmarks/accuracy.py                 # everything (~25 min on 2 cores)
-    .venv/bin/python benchmarks/accuracy.py --parts synthetic --areas 400 --weeks 260
-    .venv/bin/python benchmarks/accuracy.py --parts philadelphia memory
+    .venv/bin/python benchmarks/accuracy.py --parts city                 # Philadelphia tracts
+    .venv/bin/python benchmarks/accuracy.py --parts city --homes tract=/tmp/phl h3-9=/tmp/h3
+    .venv/bin/python benchmarks/accuracy.py --parts synthetic synthetic60 noise
+    .venv/bin/python benchmarks/accuracy.py --parts memory convs
 
 Parts:
-- ``synthetic``: a generated city (with its true intensity as the ``oracle``); targets: the
-  GNN's excess Poisson deviance over the oracle ≤ half that of the best baseline.
-- ``convs``: the GNN with each graph convolution (gcn, graph, gat) on the synthetic city.
-- ``philadelphia``: the pipeline's artifacts (``artifacts/panel.parquet``, ``graph.npz``,
-  ``areas.parquet``); targets: the GNN beats the best baseline on Poisson deviance and
-  PAI@5 %; GNN training time on the full panel (target ≤ 180 s).
-- ``memory``: peak resident memory while training one epoch on a 100,000-area synthetic
-  city with neighbour-sampled mini-batches (target ≤ 8 GiB).
+- ``city``: for each ``UNIT=HOME`` of ``--homes`` (default ``tract=<this repository>``),
+  the pipeline artifacts of that project home (``artifacts/panel.parquet``, ``graph.npz``,
+  ``areas.parquet``) and its ``configs/``. Every model of ``--models`` (default: all,
+  the ensemble included) is backtested on the same rolling-origin windows
+  (``configs/evaluation.yaml``), with both ceilings. The tables cover the target "all" and
+  "violent" at horizon 1 (horizons 2–4 as further tables): deviance, log score, RPS, MAE,
+  hit rate at 1/5/10 % of land, PAI, PEI*, 80/95 % coverage before and after
+  calibration, each model's paired difference from the best baseline with its 95 % CI,
+  and the share of the gap to each ceiling it closes. The targets of issue 10 are checked
+  for every model (deviance below the two-sided smoother's, hit rate at 5 % ≥ 98.5 % of
+  perfect hindsight's, 80 % coverage within 0.80 ± 0.03 in every group with ≥ 20 areas).
+  Every model's backtest forecasts are written as tidy parquet to
+  ``benchmarks/results/forecasts/<unit>/<model>.parquet`` (git-ignored; rerun this part
+  to regenerate them): ``area_id, week, category, horizon, mean, lower_80, upper_80,
+  lower_95, upper_95`` plus ``origin``, ``dispersion`` (NB: the predictive distribution
+  is NB(mean, dispersion), so any score can be recomputed) and ``actual``.
+- ``synthetic``: a generated city (400 areas × 260 weeks) with its true intensity as
+  ``oracle`` and the exact conditional expectation as ``oracle_fair``.
+- ``synthetic60``: a generated city of 60 weeks with the default configs: every model
+  must train, and the GNN must not be the worst.
+- ``noise``: the GNN and LightGBM retrained with another seed on the first ``--homes``
+  city, compared with themselves: the paired CIs that the gate's margins must exceed.
+- ``convs``: the GNN with each graph convolution on the synthetic city.
+- ``memory``: peak resident memory of one GNN epoch on a 100,000-area synthetic city with
+  neighbour-sampled mini-batches (target ≤ 8 GiB).
 
-Writes ``benchmarks/results/accuracy.json`` (updated after every part, so partial runs
-keep their numbers) and prints Markdown tables for ``docs/models.md``.
+Writes ``benchmarks/results/accuracy.json`` (merged after every part, so parts can run
+separately) and prints Markdown tables for docs/models.md and the README.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import platform
 import sys
@@ -36,24 +56,36 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from crimecast.contracts import AreaGraph, Panel
-from crimecast.forecast.backtest import BacktestResult, oracle_backtest, run_backtest
-from crimecast.forecast.models import MODEL_NAMES, ModelsSettings, get_model
+from crimecast.contracts import FORECAST_COLUMNS, AreaGraph, Panel
+from crimecast.forecast.backtest import (
+    HINDSIGHT,
+    REFERENCE,
+    SMOOTHER,
+    BacktestResult,
+    oracle_backtest,
+    run_backtest,
+)
+from crimecast.forecast.models import BASELINE_NAMES, MODEL_NAMES, ModelsSettings, get_model
 from crimecast.forecast.settings import EvaluationSettings
 
 RESULTS = REPO / "benchmarks" / "results" / "accuracy.json"
-TABLE_METRICS = ("poisson_deviance", "mae", "rmse", "coverage_80", "coverage_95",
-                 "hit_rate@1%", "pai@1%", "pai@5%", "pei_star@5%", "hit_rate@5%",
-                 "pai@10%", "hit_rate@top10")
+FORECASTS = REPO / "benchmarks" / "results" / "forecasts"
+TARGETS = ("all", "violent")
+CEILINGS = (SMOOTHER, HINDSIGHT, REFERENCE)
+CEILING_LABELS = {SMOOTHER: "two-sided smoother ±k (ceiling)",
+                  HINDSIGHT: "perfect hindsight (ceiling)", REFERENCE: "52-week mean (reference)"}
 
 
 def machine() -> dict[str, Any]:
+    import os
+
     import psutil
     import torch
 
     return {"cpu": platform.processor() or platform.machine(), "cores": psutil.cpu_count(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "torch": torch.__version__,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -103,123 +135,318 @@ def fair_oracle_backtest(city: Any, panel: Panel, graph: AreaGraph,
                 means.append(expected)
         forecast = forecast_frame(np.stack(means, axis=1), graph.area_ids, data.categories,
                                   data.weeks[origin], horizons, 0.0)
-        parts.append(score_rows(forecast, data, graph, origin))
+        parts.append(score_rows(forecast.assign(dispersion=0.0), data, graph, origin))
     rows = label_rows(pd.concat(parts, ignore_index=True), graph, "oracle_fair")
     return BacktestResult("oracle_fair", rows, summarise(rows, graph, settings))
 
 
 def backtest_all(panel: Panel, graph: AreaGraph, settings: EvaluationSettings,
-                 models: dict[str, dict[str, Any]]) -> list[tuple[BacktestResult, float]]:
-    out = []
+                 models: dict[str, dict[str, Any]]) -> dict[str, tuple[BacktestResult, float]]:
+    """Backtest each ``label: {"model": name, **params}``; prints one line per model."""
+    out = {}
     for label, spec in models.items():
         spec = dict(spec)
         name = spec.pop("model", label)
         started = time.perf_counter()
-        result = run_backtest(get_model(name, **spec), panel, graph, settings)
+        notes = io.StringIO()
+        with contextlib.redirect_stderr(notes):  # adaptation lines go into the results
+            result = run_backtest(get_model(name, **spec), panel, graph, settings,
+                                  progress=False)
         result.model = label
         seconds = time.perf_counter() - started
-        print(f"  {label:<22} deviance {result.summary['overall']['poisson_deviance']:.4f}  "
-              f"pai@5% {result.summary['overall']['pai@5%']:.3f}  ({seconds:.0f} s)", flush=True)
-        out.append((result, seconds))
+        headline = result.summary["targets"]["all"]["1"]
+        print(f"  {label:<22} all h1: deviance {headline['poisson_deviance']:.4f}  "
+              f"hit@5% {headline['hit_rate@5%']:.4f}  ({seconds:.0f} s)", flush=True)
+        for line in notes.getvalue().splitlines():
+            print(f"    {line}", flush=True)
+        out[label] = (result, seconds)
     return out
-
-
-def table(results: list[tuple[BacktestResult, float]]) -> dict[str, dict[str, float]]:
-    return {r.model: {**{m: r.summary["overall"].get(m) for m in TABLE_METRICS},
-                      **{f"poisson_deviance_h{h}": v["poisson_deviance"]
-                         for h, v in r.summary["by_horizon"].items()},
-                      "backtest_seconds": round(s, 1)} for r, s in results}
-
-
-def markdown(rows: dict[str, dict[str, float]], metrics: tuple[str, ...]) -> str:
-    head = "| model | " + " | ".join(metrics) + " |"
-    line = "|---|" + "---|" * len(metrics)
-    body = ["| " + name + " | " + " | ".join(
-        "" if row.get(m) is None else f"{row[m]:.3f}" for m in metrics) + " |"
-        for name, row in rows.items()]
-    return "\n".join([head, line, *body])
 
 
 def model_specs(config: ModelsSettings, names: list[str]) -> dict[str, dict[str, Any]]:
     return {n: {"model": n, **config.params_for(n)} for n in names}
 
 
-def part_synthetic(args: argparse.Namespace, config: ModelsSettings) -> dict[str, Any]:
+# ------------------------------------------------------------------------ the table
+TABLE = ("poisson_deviance", "log_score", "rps", "mae", "hit_rate@1%", "hit_rate@5%",
+         "hit_rate@10%", "pai@5%", "pei_star@5%", "coverage_80_uncalibrated", "coverage_80",
+         "coverage_95_uncalibrated", "coverage_95", "pit_calibration_error")
+COMPARED = ("poisson_deviance", "log_score", "rps", "mae", "hit_rate@5%", "pai@5%")
+
+
+def tables(results: dict[str, tuple[BacktestResult, float]], panel: Panel, graph: AreaGraph,
+           settings: EvaluationSettings) -> dict[str, Any]:
+    """Every number of a dataset's table: metrics per model and target at each horizon,
+    the ceilings, paired CIs against the best baseline and against the ceilings, the gap
+    closed, coverage by group and the issue's targets per model."""
+    from crimecast.lifecycle.evaluation import ceiling_comparisons, compare_backtests
+
+    backtests = {label: (r.rows, r.summary) for label, (r, _) in results.items()}
+    any_summary = next(iter(backtests.values()))[1]
+    targets = [t for t in TARGETS if t in any_summary["targets"]]
+    horizons = list(any_summary["targets"]["all"])
+    baselines = [b for b in backtests if b in BASELINE_NAMES]
+    best = min(baselines or list(backtests), key=lambda b: backtests[b][1]["targets"]["all"][
+        "1"]["poisson_deviance"])
+    out: dict[str, Any] = {"best_baseline": best, "targets": targets, "horizons": horizons,
+                           "models": {}, "ceilings": {}}
+    for label, (rows, summary) in backtests.items():
+        out["models"][label] = {
+            "seconds": round(results[label][1], 1),
+            "targets": summary["targets"], "gap_closed": summary.get("gap_closed", {}),
+            "coverage_by_group": summary.get("headline_by_group", {}),
+            "calibration": summary.get("calibration", {}).get("targets", {}),
+            "overall": {k: summary["overall"].get(k) for k in
+                        ("poisson_deviance", "log_score", "rps", "mae", "coverage_80",
+                         "coverage_80_uncalibrated", "pai@5%")},
+            "excluded_categories": summary.get("excluded_categories", [])}
+    out["ceilings"] = any_summary.get("ceilings", {})
+    print("  paired comparisons ...", flush=True)
+    for horizon in (int(h) for h in horizons):
+        compared = compare_backtests(backtests, best, graph, targets, settings, COMPARED,
+                                     horizon)
+        for label, per_target in compared.items():
+            out["models"][label].setdefault("vs_best_baseline", {})[str(horizon)] = per_target
+    for label, (rows, summary) in backtests.items():
+        out["models"][label]["vs_ceilings"] = ceiling_comparisons(rows, summary, panel, graph,
+                                                                  targets, settings)
+    out["issue_targets"] = {label: issue_targets(out["models"][label], graph)
+                            for label in backtests}
+    worst = max(backtests, key=lambda m: backtests[m][1]["targets"]["all"]["1"][
+        "poisson_deviance"])
+    out["worst_model_all_h1_deviance"] = worst
+    out["gnn_not_worst"] = None if "gnn" not in backtests else worst != "gnn"
+    return out
+
+
+def issue_targets(model: dict[str, Any], graph: AreaGraph) -> dict[str, Any]:
+    """Issue 10's accuracy targets (target "all", horizon 1) for one model, with CIs."""
+    smoother = model["vs_ceilings"][SMOOTHER]["all"]["poisson_deviance"]
+    hindsight = model["vs_ceilings"][HINDSIGHT]["all"]["hit_rate@5%"]
+    sizes = graph.areas["group"].astype(str).value_counts()
+    groups = {g: v for g, v in model["coverage_by_group"].get("all", {}).items()
+              if sizes.get(g, 0) >= 20}
+    off = {g: v["coverage_80"] - 0.80 for g, v in groups.items()}
+    ratio = 1 + hindsight["relative"]
+    ratio_ci = [1 + x if x is not None else None for x in hindsight["relative_ci"]]
+    return {
+        "deviance_below_smoother": {
+            "model": smoother["challenger"], "smoother": smoother["reference"],
+            "diff": smoother["diff"], "ci": smoother["ci"],
+            "met": bool(smoother["ci"][1] is not None and smoother["ci"][1] < 0),
+            "point_met": bool(smoother["diff"] < 0)},
+        "hit5_vs_hindsight": {
+            "model": hindsight["challenger"], "hindsight": hindsight["reference"],
+            "ratio": ratio, "ratio_ci": ratio_ci, "target": 0.985,
+            "met": bool(ratio >= 0.985), "short_by": max(0.0, 0.985 - ratio)},
+        "coverage_80_by_group": {
+            "groups": {g: round(v["coverage_80"], 4) for g, v in groups.items()},
+            "uncalibrated": {g: round(v["coverage_80_uncalibrated"], 4)
+                             for g, v in groups.items()},
+            "worst_group": max(off, key=lambda g: abs(off[g])) if off else None,
+            "worst_off_by": max((abs(v) for v in off.values()), default=None),
+            "met": bool(off) and all(abs(v) <= 0.03 for v in off.values())},
+    }
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "" if value is None or (isinstance(value, float) and not np.isfinite(value)) \
+        else f"{value:.{digits}f}"
+
+
+def _ci(entry: dict[str, Any] | None, relative: bool = True) -> str:
+    if not entry:
+        return ""
+    value = entry["relative"] if relative else entry["diff"]
+    low, high = entry["relative_ci"] if relative else entry["ci"]
+    if value is None or low is None:
+        return ""
+    scale, unit = (100, " %") if relative else (1, "")
+    return f"{value * scale:+.2f}{unit} [{low * scale:+.2f}, {high * scale:+.2f}]"
+
+
+def markdown(out: dict[str, Any], target: str, horizon: str = "1") -> str:
+    """The headline table of one target at one horizon (models, then the ceilings)."""
+    head = ["model", "deviance", "Δ deviance vs best baseline (95 % CI)", "log score", "RPS",
+            "MAE", "hit@1%", "hit@5%", "hit@10%", "PAI@5%", "Δ PAI@5% (95 % CI)", "PEI*@5%",
+            "cov80 raw→cal", "cov95 raw→cal", "gap closed: deviance→smoother",
+            "hit@5%→hindsight"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, model in out["models"].items():
+        m = model["targets"][target][horizon]
+        versus = model.get("vs_best_baseline", {}).get(horizon, {}).get(target, {})
+        gap = model["gap_closed"].get(target, {}).get(horizon, {})
+        lines.append("| " + " | ".join([
+            f"**{label}**" if label == out["best_baseline"] else label,
+            _fmt(m["poisson_deviance"], 4), _ci(versus.get("poisson_deviance")),
+            _fmt(m["log_score"], 4), _fmt(m["rps"], 4), _fmt(m["mae"]),
+            _fmt(m["hit_rate@1%"]), _fmt(m["hit_rate@5%"]), _fmt(m["hit_rate@10%"]),
+            _fmt(m["pai@5%"]), _ci(versus.get("pai@5%")), _fmt(m["pei_star@5%"]),
+            f"{_fmt(m['coverage_80_uncalibrated'])}→{_fmt(m['coverage_80'])}",
+            f"{_fmt(m['coverage_95_uncalibrated'])}→{_fmt(m['coverage_95'])}",
+            _fmt(gap.get(SMOOTHER, {}).get("poisson_deviance"), 2),
+            _fmt(gap.get(HINDSIGHT, {}).get("hit_rate@5%"), 2)]) + " |")
+    for name in CEILINGS:
+        m = out["ceilings"].get(name, {}).get(target, {}).get(horizon, {})
+        if not m:
+            continue
+        lines.append("| " + " | ".join([
+            CEILING_LABELS[name], _fmt(m.get("poisson_deviance"), 4), "",
+            _fmt(m.get("log_score"), 4), _fmt(m.get("rps"), 4), _fmt(m.get("mae")),
+            _fmt(m.get("hit_rate@1%")), _fmt(m.get("hit_rate@5%")),
+            _fmt(m.get("hit_rate@10%")), _fmt(m.get("pai@5%")), "",
+            _fmt(m.get("pei_star@5%")), "", "", "", ""]) + " |")
+    return "\n".join(lines)
+
+
+def horizon_table(out: dict[str, Any], target: str) -> str:
+    """Deviance and hit@5% of every model at each horizon (the further tables)."""
+    horizons = out["horizons"]
+    head = ["model", *(f"deviance h{h}" for h in horizons), *(f"hit@5% h{h}" for h in horizons)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, model in out["models"].items():
+        t = model["targets"][target]
+        lines.append("| " + " | ".join([label, *(_fmt(t[h]["poisson_deviance"], 4)
+                                                 for h in horizons),
+                                        *(_fmt(t[h]["hit_rate@5%"]) for h in horizons)]) + " |")
+    return "\n".join(lines)
+
+
+def print_tables(out: dict[str, Any], title: str) -> None:
+    for target in out["targets"]:
+        print(f"\n{title}, target {target!r}, horizon 1:\n")
+        print(markdown(out, target))
+        print(f"\n{title}, target {target!r}, every horizon:\n")
+        print(horizon_table(out, target))
+    print("\nissue 10 targets (all, h1):")
+    print(json.dumps(out["issue_targets"], indent=1, default=str))
+
+
+def write_forecasts(results: dict[str, tuple[BacktestResult, float]], unit: str) -> list[str]:
+    """The tidy backtest forecasts of every model (see the module docstring)."""
+    from crimecast.io import atomic_path
+
+    folder = FORECASTS / unit
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    columns = [*FORECAST_COLUMNS, "origin", "dispersion", "actual"]
+    for label, (result, _) in results.items():
+        path = folder / f"{label}.parquet"
+        with atomic_path(path) as tmp:
+            result.rows[columns].to_parquet(tmp, index=False)
+        written.append(str(path.relative_to(REPO)))
+    return written
+
+
+# ---------------------------------------------------------------------------- parts
+def load_home(home: Path) -> tuple[Panel, AreaGraph, EvaluationSettings, ModelsSettings]:
+    artifacts = home / "artifacts"
+    panel = Panel.load(artifacts / "panel.parquet")
+    graph = AreaGraph.load(artifacts / "graph.npz", artifacts / "areas.parquet")
+    return (panel, graph, EvaluationSettings.load(home / "configs" / "evaluation.yaml"),
+            ModelsSettings.load(home / "configs" / "models.yaml"))
+
+
+def part_city(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for unit, home in args.homes.items():
+        panel, graph, settings, config = load_home(home)
+        print(f"{unit} ({home}): {graph.num_nodes} areas x {len(panel.weeks)} weeks "
+              f"({panel.weeks[0].date()} .. {panel.last_week.date()})", flush=True)
+        results = backtest_all(panel, graph, settings, model_specs(config, args.models))
+        result = tables(results, panel, graph, settings)
+        result.update({"home": str(home), "areas": graph.num_nodes, "weeks": len(panel.weeks),
+                       "last_week": str(panel.last_week.date()),
+                       "backtest": settings.model_dump(mode="json"),
+                       "forecasts": write_forecasts(results, unit)})
+        if "gnn" in args.models:
+            model = get_model("gnn", **config.params_for("gnn"))
+            started = time.perf_counter()
+            model.fit(panel, graph)
+            result["gnn_train_seconds_full_panel"] = round(time.perf_counter() - started, 1)
+            result["gnn_epochs_run"] = len(model.history_)
+        print_tables(result, unit)
+        out[unit] = result
+    return out
+
+
+def part_synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    config = ModelsSettings.load(REPO / "configs" / "models.yaml")
+    settings = EvaluationSettings.load(REPO / "configs" / "evaluation.yaml")
     print(f"synthetic city: {args.areas} areas x {args.weeks} weeks", flush=True)
     panel, graph, city = synthetic_city(args.areas, args.weeks, args.seed)
-    settings = EvaluationSettings.load()
     results = backtest_all(panel, graph, settings, model_specs(config, args.models))
-    results.append((oracle_backtest(city.truth_frame(), panel, graph, settings), 0.0))
-    results.append((fair_oracle_backtest(city, panel, graph, settings), 0.0))
-    rows = table(results)
-    oracles = ("oracle", "oracle_fair")
-    baselines = {n: r["poisson_deviance"] for n, r in rows.items() if n not in ("gnn", *oracles)}
-    verdict: dict[str, Any] = {}
-    if baselines and "gnn" in rows:
-        best = min(baselines, key=baselines.get)
-        verdict["best_baseline"] = best
-        verdict["target"] = "gnn excess deviance over the oracle <= 0.5 x best baseline's"
-        for oracle_name in oracles:
-            oracle_dev = rows[oracle_name]["poisson_deviance"]
-            excess_gnn = rows["gnn"]["poisson_deviance"] - oracle_dev
-            excess_best = baselines[best] - oracle_dev
-            verdict[oracle_name] = {
-                "oracle_deviance": oracle_dev, "gnn_excess_deviance": excess_gnn,
-                "best_baseline_excess_deviance": excess_best,
-                "excess_ratio": excess_gnn / excess_best if excess_best > 0 else None,
-                "met": bool(excess_gnn <= 0.5 * excess_best)}
-    print(markdown(rows, TABLE_METRICS))
-    print(json.dumps(verdict, indent=1))
-    return {"areas": args.areas, "weeks": args.weeks, "seed": args.seed,
-            "backtest": settings.model_dump(), "models": rows, "verdict": verdict}
+    out = tables(results, panel, graph, settings)
+    oracles = {}
+    for oracle in (oracle_backtest(city.truth_frame(), panel, graph, settings),
+                   fair_oracle_backtest(city, panel, graph, settings)):
+        oracles[oracle.model] = {"targets": oracle.summary["targets"],
+                                 "overall_deviance": oracle.summary["overall"][
+                                     "poisson_deviance"]}
+    out["oracles"] = oracles
+    print_tables(out, "synthetic")
+    for name, oracle in oracles.items():
+        print(f"  {name}: all h1 deviance "
+              f"{oracle['targets']['all']['1']['poisson_deviance']:.4f}")
+    return {"areas": args.areas, "weeks": args.weeks, "seed": args.seed, **out}
 
 
-def part_convs(args: argparse.Namespace, config: ModelsSettings) -> dict[str, Any]:
+def part_synthetic60(args: argparse.Namespace) -> dict[str, Any]:
+    """A 60-week city, default configs: every model trains, the GNN is not the worst."""
+    config = ModelsSettings.load(REPO / "configs" / "models.yaml")
+    settings = EvaluationSettings.load(REPO / "configs" / "evaluation.yaml")
+    out: dict[str, Any] = {"cities": {}}
+    for seed in args.short_seeds:
+        print(f"synthetic city: {args.short_areas} areas x 60 weeks, seed {seed}", flush=True)
+        panel, graph, _ = synthetic_city(args.short_areas, 60, seed)
+        results = backtest_all(panel, graph, settings, model_specs(config, args.models))
+        city = tables(results, panel, graph, settings)
+        print(markdown(city, "all"))
+        out["cities"][str(seed)] = city
+    out["gnn_not_worst_every_city"] = all(c["gnn_not_worst"] is not False
+                                          for c in out["cities"].values())
+    return {"areas": args.short_areas, "weeks": 60, **out}
+
+
+def part_noise(args: argparse.Namespace) -> dict[str, Any]:
+    """The same model retrained with another seed, compared with itself on the gate's
+    target: the CIs the gate's margins have to exceed for a re-run to be a tie."""
+    from crimecast.lifecycle.gate import PromotionSettings, gate, gate_evidence, group_sizes
+
+    unit, home = next(iter(args.homes.items()))
+    panel, graph, settings, config = load_home(home)
+    promotion = PromotionSettings.load(home / "configs" / "promotion.yaml")
+    out: dict[str, Any] = {"unit": unit, "policy": promotion.model_dump(mode="json"),
+                           "pairs": {}}
+    for name in ("gnn", "lightgbm_poisson"):
+        specs = {f"{name}[seed={s}]": {"model": name, **config.params_for(name), "seed": s}
+                 for s in (0, 1)}
+        results = backtest_all(panel, graph, settings, specs)
+        (first, _), (second, _) = results.values()
+        verdict = gate(gate_evidence(second.rows, first.rows, graph, promotion, settings,
+                                     challenger="seed 1", reference="seed 0"),
+                       promotion, group_sizes(graph))
+        out["pairs"][name] = {"outcome": verdict.outcome, "promote": verdict.promote,
+                              "checks": verdict.checks[:2]}
+        for check in verdict.checks[:2]:
+            print(f"  {name}: {check['plain']}", flush=True)
+    return out
+
+
+def part_convs(args: argparse.Namespace) -> dict[str, Any]:
+    config = ModelsSettings.load(REPO / "configs" / "models.yaml")
+    settings = EvaluationSettings.load(REPO / "configs" / "evaluation.yaml")
     print("GNN graph convolutions on the synthetic city", flush=True)
     panel, graph, _city = synthetic_city(args.areas, args.weeks, args.seed)
     specs = {f"gnn[{conv}]": {"model": "gnn", **config.params_for("gnn"), "conv": conv}
              for conv in ("gcn", "graph", "gat")}
-    rows = table(backtest_all(panel, graph, EvaluationSettings.load(), specs))
-    winner = min(rows, key=lambda n: rows[n]["poisson_deviance"])
-    print(markdown(rows, ("poisson_deviance", "pai@5%", "coverage_80", "backtest_seconds")))
-    return {"models": rows, "winner": winner}
+    results = backtest_all(panel, graph, settings, specs)
+    rows = {label: {"all_h1_deviance": r.summary["targets"]["all"]["1"]["poisson_deviance"],
+                    "backtest_seconds": round(s, 1)} for label, (r, s) in results.items()}
+    return {"models": rows, "winner": min(rows, key=lambda n: rows[n]["all_h1_deviance"])}
 
 
-def part_philadelphia(args: argparse.Namespace, config: ModelsSettings) -> dict[str, Any]:
-    from crimecast.contracts import ARTIFACTS
-
-    home = Path(args.artifacts_home)
-    panel = Panel.load(home / ARTIFACTS.root / "panel.parquet")
-    graph = AreaGraph.load(home / ARTIFACTS.root / "graph.npz",
-                           home / ARTIFACTS.root / "areas.parquet")
-    print(f"philadelphia: {graph.num_nodes} tracts x {len(panel.weeks)} weeks "
-          f"({panel.weeks[0].date()} .. {panel.last_week.date()})", flush=True)
-    rows = table(backtest_all(panel, graph, EvaluationSettings.load(), model_specs(config, args.models)))
-    verdict: dict[str, Any] = {}
-    baselines = {n: r for n, r in rows.items() if n != "gnn"}
-    if baselines and "gnn" in rows:
-        best_dev = min(baselines, key=lambda n: baselines[n]["poisson_deviance"])
-        best_pai = max(baselines, key=lambda n: baselines[n]["pai@5%"])
-        verdict = {
-            "best_baseline_deviance": best_dev, "best_baseline_pai@5%": best_pai,
-            "gnn_beats_deviance": bool(rows["gnn"]["poisson_deviance"]
-                                       < baselines[best_dev]["poisson_deviance"]),
-            "gnn_beats_pai@5%": bool(rows["gnn"]["pai@5%"] > baselines[best_pai]["pai@5%"]),
-        }
-    if "gnn" in args.models:
-        model = get_model("gnn", **config.params_for("gnn"))
-        started = time.perf_counter()
-        model.fit(panel, graph)
-        verdict["gnn_train_seconds_full_panel"] = round(time.perf_counter() - started, 1)
-        verdict["gnn_epochs_run"] = len(model.history_)
-        verdict["gnn_train_target_seconds"] = 180
-    print(markdown(rows, TABLE_METRICS))
-    print(json.dumps(verdict, indent=1))
-    return {"areas": graph.num_nodes, "weeks": len(panel.weeks),
-            "last_week": str(panel.last_week.date()), "models": rows, "verdict": verdict}
-
-
-def part_memory(args: argparse.Namespace, config: ModelsSettings) -> dict[str, Any]:
+def part_memory(args: argparse.Namespace) -> dict[str, Any]:
     """Generate the big city here, then train one epoch in a fresh process, so the peak
     memory measured is training's own (generating 100k Voronoi cells needs far more)."""
     import subprocess
@@ -282,39 +509,58 @@ def memory_child(folder: Path, config: ModelsSettings, weeks: int) -> None:
         "fit_one_epoch_seconds": round(seconds, 1)}))
 
 
+def _homes(values: list[str]) -> dict[str, Path]:
+    homes = {}
+    for value in values:
+        unit, sep, home = value.partition("=")
+        if not sep or not unit or not home:
+            raise SystemExit(f"--homes takes UNIT=PROJECT_HOME pairs, got {value!r}")
+        homes[unit] = Path(home).resolve()
+    return homes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["synthetic", "convs", "philadelphia",
-                                                       "memory"],
-                        choices=["synthetic", "convs", "philadelphia", "memory"])
+    parts = ["city", "synthetic", "synthetic60", "noise", "convs", "memory"]
+    parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--homes", nargs="+", default=[f"tract={REPO}"],
+                        help="UNIT=PROJECT_HOME pairs whose artifacts/ hold a pipeline's "
+                             "outputs (the unit labels the results and the forecasts folder)")
     parser.add_argument("--areas", type=int, default=400)
     parser.add_argument("--weeks", type=int, default=260)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--short-areas", type=int, default=200)
+    parser.add_argument("--short-seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--memory-areas", type=int, default=100_000)
     parser.add_argument("--memory-weeks", type=int, default=60)
-    parser.add_argument("--artifacts-home", default=str(REPO),
-                        help="project home whose artifacts/ hold the Philadelphia pipeline outputs")
     parser.add_argument("--output", default=str(RESULTS))
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    config = ModelsSettings.load(REPO / "configs" / "models.yaml")
     if args.memory_child:
-        memory_child(Path(args.memory_child), config, args.memory_weeks)
+        memory_child(Path(args.memory_child), ModelsSettings.load(REPO / "configs" /
+                                                                  "models.yaml"),
+                     args.memory_weeks)
         return
+    args.homes = _homes(args.homes)
     output = Path(args.output)
-    runners = {"synthetic": part_synthetic, "convs": part_convs,
-               "philadelphia": part_philadelphia, "memory": part_memory}
+    runners = {"city": part_city, "synthetic": part_synthetic, "synthetic60": part_synthetic60,
+               "noise": part_noise, "convs": part_convs, "memory": part_memory}
     from crimecast.io import write_json
 
     for part in args.parts:
-        result = runners[part](args, config)
-        result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        result = runners[part](args)
         # Re-read before writing: parts run in parallel processes keep each other's results.
         payload: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
         payload["machine"] = machine()
-        payload[part] = result
+        if part == "city":
+            payload.setdefault("city", {}).update(
+                {unit: {**r, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+                 for unit, r in result.items()})
+        else:
+            result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            payload[part] = result
         write_json(output, payload)
         print(f"wrote {output} ({part})", flush=True)
 
