@@ -125,8 +125,14 @@ def _evidence(deviance_ci=(-0.04, -0.02), pai_ci=(-0.01, 0.01), ratios=None,
         challenger_complexity=complexity[0], reference_complexity=complexity[1])
 
 
+def _settings(**overrides) -> PromotionSettings:
+    """The gate's settings with round margins (1 % deviance, 2 % PAI) for these tests."""
+    return PromotionSettings(**{"margins": {"poisson_deviance": 0.01, "pai": 0.02},
+                                **overrides})
+
+
 def test_challenger_better_beyond_the_margin_and_not_worse_elsewhere_is_promoted() -> None:
-    verdict = gate(_evidence(), PromotionSettings())
+    verdict = gate(_evidence(), _settings())
     assert verdict.promote and verdict.outcome == "better"
     deviance = verdict.checks[0]
     assert deviance["verdict"] == "better" and deviance["relative"] is True
@@ -138,29 +144,29 @@ def test_challenger_better_beyond_the_margin_and_not_worse_elsewhere_is_promoted
 
 def test_differences_inside_the_margins_are_a_tie_that_goes_to_the_configured_side() -> None:
     tie = _evidence(deviance_ci=(-0.008, 0.004), pai_ci=(-0.015, 0.012))
-    kept = gate(tie, PromotionSettings(tie_break="champion"))
+    kept = gate(tie, _settings(tie_break="champion"))
     assert not kept.promote and kept.outcome == "tie"
     assert all(c["verdict"] == "not_worse" for c in kept.checks[:2])
     assert "tie" in kept.reason and "v1 (seasonal_naive)" in kept.reason
     # tie_break: simpler hands a tie to the lower complexity rank, whichever side it is on.
-    assert not gate(tie, PromotionSettings(tie_break="simpler")).promote
+    assert not gate(tie, _settings(tie_break="simpler")).promote
     simpler = _evidence(deviance_ci=(-0.008, 0.004), pai_ci=(-0.015, 0.012), complexity=(0, 1))
-    assert gate(simpler, PromotionSettings(tie_break="simpler")).promote
+    assert gate(simpler, _settings(tie_break="simpler")).promote
 
 
 def test_challenger_worse_beyond_a_margin_is_refused_with_the_numbers() -> None:
-    verdict = gate(_evidence(pai_ci=(-0.05, -0.01)), PromotionSettings())
+    verdict = gate(_evidence(pai_ci=(-0.05, -0.01)), _settings())
     assert not verdict.promote and verdict.outcome == "worse"
     pai = verdict.checks[1]
     assert pai["check"] == "pai@0.05" and not pai["passed"] and pai["verdict"] == "worse"
     assert "-5.0 %" in pai["plain"] and "-2.0 %" in pai["plain"]
     assert "pai@0.05" in verdict.reason
     assert gate(_evidence(pai_ci=(-0.05, -0.01)),
-                PromotionSettings(margins={"poisson_deviance": 0.01, "pai": 0.06})).promote
+                _settings(margins={"poisson_deviance": 0.01, "pai": 0.06})).promote
 
 
 def test_superiority_needs_every_interval_on_the_better_side_of_zero() -> None:
-    settings = PromotionSettings(policy="superiority")
+    settings = _settings(policy="superiority")
     assert gate(_evidence(pai_ci=(0.001, 0.03)), settings).promote
     unclear = gate(_evidence(pai_ci=(-0.01, 0.03)), settings)
     assert not unclear.promote and unclear.outcome == "tie"
@@ -171,7 +177,7 @@ def test_superiority_needs_every_interval_on_the_better_side_of_zero() -> None:
 def test_disparity_outside_the_band_and_further_from_parity_is_refused() -> None:
     ratios = {"a": _ratio(1.6, (1.4, 1.8), reference=1.3, distance_ci=(0.1, 0.3)),
               "b": _ratio(0.9, (0.7, 1.1), reference=0.9)}
-    verdict = gate(_evidence(ratios=ratios), PromotionSettings())
+    verdict = gate(_evidence(ratios=ratios), _settings())
     assert not verdict.promote
     check = next(c for c in verdict.checks if c["check"] == "disparity:flag_rate_per_incident/a")
     assert not check["passed"] and check["challenger_ci"] == [1.4, 1.8]
@@ -181,10 +187,10 @@ def test_disparity_outside_the_band_and_further_from_parity_is_refused() -> None
 
 def test_disparity_whose_interval_reaches_the_band_or_does_not_worsen_passes() -> None:
     reaches = {"a": _ratio(1.35, (1.2, 1.5), reference=1.0, distance_ci=(0.2, 0.4))}
-    verdict = gate(_evidence(ratios=reaches), PromotionSettings())
+    verdict = gate(_evidence(ratios=reaches), _settings())
     assert verdict.promote and "reaches into the band" in verdict.checks[-1]["plain"]
     kept_out = {"a": _ratio(2.4, (2.1, 2.7), reference=2.2, distance_ci=(-0.02, 0.08))}
-    verdict = gate(_evidence(ratios=kept_out), PromotionSettings())
+    verdict = gate(_evidence(ratios=kept_out), _settings())
     assert verdict.promote
     assert "no further from parity" in verdict.checks[-1]["plain"]
     assert "not-worse rule" in verdict.checks[-1]["plain"]
@@ -193,7 +199,7 @@ def test_disparity_whose_interval_reaches_the_band_or_does_not_worsen_passes() -
 def test_gate_exempts_small_groups_and_records_it() -> None:
     ratios = {"tiny": _ratio(0.0, (0.0, 0.0), reference=1.0, distance_ci=(9.0, 9.0)),
               "big": _ratio(1.0, (0.9, 1.1), reference=1.0)}
-    verdict = gate(_evidence(ratios=ratios), PromotionSettings(min_group_areas=5),
+    verdict = gate(_evidence(ratios=ratios), _settings(min_group_areas=5),
                    group_sizes={"tiny": 3, "big": 40})
     assert verdict.promote
     note = next(c for c in verdict.checks if c["check"].endswith("/tiny"))
@@ -205,20 +211,20 @@ def test_gate_exempts_areas_without_a_demographic_group() -> None:
               "big": _ratio(1.0, (0.9, 1.1), reference=1.0)}
     sizes = {"unknown": 17, "big": 40}
     evidence = _evidence(ratios=ratios)
-    assert not gate(evidence, PromotionSettings(exempt_groups=[]), sizes).promote
-    verdict = gate(evidence, PromotionSettings(), sizes)
+    assert not gate(evidence, _settings(exempt_groups=[]), sizes).promote
+    verdict = gate(evidence, _settings(), sizes)
     assert verdict.promote
     note = next(c for c in verdict.checks if c["check"].endswith("/unknown"))
     assert "not a demographic group" in note["note"]
 
 
 def test_policy_text_says_margins_tie_break_and_the_fairness_rule_in_words() -> None:
-    text = policy_text(PromotionSettings())
+    text = policy_text(_settings())
     for words in ("+1.0 %", "-2.0 %", "current model stays", "0.8–1.25",
                   "keep a group outside the band", "public exception"):
         assert words in text, words
-    assert "simpler model is chosen" in policy_text(PromotionSettings(tie_break="simpler"))
-    assert "both" in policy_text(PromotionSettings(policy="superiority"))
+    assert "simpler model is chosen" in policy_text(_settings(tie_break="simpler"))
+    assert "both" in policy_text(_settings(policy="superiority"))
 
 
 def test_audit_log_appends_json_lines_and_skips_torn_tail(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 on the same windows.
 
 Reads artifacts/train_run.json (which version to evaluate), the panel and graph; writes
-artifacts/evaluation.json (overall metrics per model, the gate's numbers, the challenger's
-metrics by group and disparity ratios) and logs an MLflow run.
+artifacts/evaluation.json (metrics per model and target, paired comparisons with 95 % CIs,
+ceilings, calibration, the gate's numbers and a preview of its verdict; see
+docs/lifecycle.md) and logs an MLflow run.
 
     python -m training.evaluate [--alias challenger]
 """
@@ -44,9 +45,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="evaluate the version holding this alias instead of train_run.json's")
     args = parser.parse_args(argv)
     payload = run(args.alias)
-    for label, overall in payload["models"].items():
-        print(f"{label:>28}: poisson deviance {overall['poisson_deviance']:.4f}, "
-              f"PAI at the gate's area share {payload['gate'][label]['pai']:.3f}")
+    policy = payload["policy"]
+    print(f"target '{policy['target']}', horizon {policy['horizon']}; paired 95 % CIs "
+          f"against {payload['reference']}:")
+    for label, scores in payload["gate"].items():
+        versus = payload["comparisons"].get(label, {}).get(policy["target"], {})
+        change = versus.get("poisson_deviance") or {}
+        ci = change.get("relative_ci") or [None, None]
+        text = (f", change {change['relative'] * 100:+.2f} % [{ci[0] * 100:+.2f}, "
+                f"{ci[1] * 100:+.2f}]" if change.get("relative") is not None
+                and None not in ci else "")
+        print(f"{label:>36}: deviance {scores['poisson_deviance']:.4f}{text}; PAI at the "
+              f"gate's share {scores['pai']:.3f}")
+    preview = payload["gate_preview"]
+    print(f"gate preview against {preview['against']}: "
+          f"{'promote' if preview['promote'] else 'refuse'} ({preview['outcome']})")
     print(f"wrote {ARTIFACTS.evaluation}")
 
 

@@ -76,13 +76,11 @@ def tune(
 def evaluate(
     alias: Annotated[str, typer.Option(help="Alias of the version to evaluate.")] = "challenger",
 ) -> None:
-    """Backtest a registered version and the baselines on the same windows.
+    """Backtest a registered version, the champion and the baselines on the same windows,
+    with paired 95 % confidence intervals, the ceilings and the gate's policy.
 
     Writes artifacts/evaluation.json and logs an MLflow run.
     """
-    from rich.table import Table
-
-    from crimecast.lifecycle.gate import PromotionSettings
     from crimecast.lifecycle.registry import RegistryError
     from training import evaluate as stage
 
@@ -91,18 +89,86 @@ def evaluate(
     except RegistryError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    share = PromotionSettings.load().pai_area_share
-    pai_key = f"pai@{share * 100:g}%"
-    table = Table(title=f"Backtest of @{alias} (v{payload['version']}) and baselines")
-    for column in ("model", "Poisson deviance", "MAE", pai_key.upper(), "coverage 80%"):
-        table.add_column(column)
-    for label, overall in payload["models"].items():
-        table.add_row(label, f"{overall['poisson_deviance']:.4f}", f"{overall['mae']:.3f}",
-                      f"{overall.get(pai_key, float('nan')):.2f}",
-                      f"{overall.get('coverage_80', float('nan')):.3f}")
     console = _console()
-    console.print(table)
+    for table in evaluation_tables(payload):
+        console.print(table)
+    preview = payload["gate_preview"]
+    console.print(f"\n[bold]Policy[/]: {payload['policy']['text']}")
+    verdict = "would be promoted" if preview["promote"] else "would be refused"
+    console.print(f"\n[bold]Gate preview[/] against {preview['against']}: {verdict} "
+                  f"(accuracy outcome: {preview['outcome']})")
+    for check in preview["checks"]:
+        mark = "[green]ok[/]" if check["passed"] else "[red]FAIL[/]"
+        console.print(f"  {mark} {check.get('plain', check['check'])}")
     console.print(f"wrote {ARTIFACTS.evaluation}")
+
+
+def _ci_text(entry: dict[str, Any] | None) -> str:
+    """``+1.23 % [-0.40, +2.10]``: a relative change and its 95 % CI, in percent."""
+    if not entry or entry.get("relative") is None or None in (entry.get("relative_ci") or [None]):
+        return ""
+    low, high = entry["relative_ci"]
+    return f"{entry['relative'] * 100:+.2f} % [{low * 100:+.2f}, {high * 100:+.2f}]"
+
+
+def evaluation_tables(payload: dict[str, Any]) -> list[Any]:
+    """Rich tables of an evaluation payload: per target at horizon 1, every model with its
+    paired difference from the reference, then the ceilings; coverage by group."""
+    from rich.table import Table
+
+    tables = []
+    reference = payload["reference"]
+    pai = f"pai@{payload['policy'].get('pai_area_share', 0.05) * 100:g}%"
+    for target in next(iter(payload["headline"].values())):
+        table = Table(title=f"Target '{target}', one week ahead: paired 95 % CIs against "
+                            f"{reference} (same backtest weeks)")
+        for column in ("model", "deviance", "Δ deviance", "log score", "RPS", "hit@5%",
+                       "Δ hit@5%", pai.upper(), f"Δ {pai.upper()}", "cov 80% raw→cal",
+                       "gap closed (deviance)"):
+            table.add_column(column)
+        for label, headline in payload["headline"].items():
+            m = headline.get(target, {})
+            versus = payload["comparisons"].get(label, {}).get(target, {})
+            gap = payload["gap_closed"].get(label, {}).get(target, {}).get("smoother", {})
+            table.add_row(label, _n(m.get("poisson_deviance"), 4),
+                          _ci_text(versus.get("poisson_deviance")), _n(m.get("log_score"), 4),
+                          _n(m.get("rps"), 4), _n(m.get("hit_rate@5%"), 4),
+                          _ci_text(versus.get("hit_rate@5%")), _n(m.get(pai), 3),
+                          _ci_text(versus.get(pai)),
+                          f"{_n(m.get('coverage_80_uncalibrated'), 3)}→"
+                          f"{_n(m.get('coverage_80'), 3)}",
+                          _n(gap.get("poisson_deviance"), 2))
+        ceilings = payload["ceilings"]
+        for name, words in (("smoother", "two-sided smoother (ceiling)"),
+                            ("hindsight", "perfect hindsight (ceiling)"),
+                            ("reference_mean", "52-week mean (reference)")):
+            m = ceilings.get(name, {}).get(target, {})
+            versus = payload["ceiling_comparisons"].get(name, {}).get(target, {})
+            table.add_row(f"[italic]{words}[/]", _n(m.get("poisson_deviance"), 4),
+                          ("model vs ceiling " + _ci_text(versus.get("poisson_deviance")))
+                          if versus.get("poisson_deviance") else "",
+                          _n(m.get("log_score"), 4), _n(m.get("rps"), 4),
+                          _n(m.get("hit_rate@5%"), 4),
+                          ("model vs ceiling " + _ci_text(versus.get("hit_rate@5%")))
+                          if versus.get("hit_rate@5%") else "",
+                          _n(m.get(pai), 3), "", "", "")
+        tables.append(table)
+    label = next(iter(payload["headline"]))
+    groups = payload["coverage_by_group"].get(label, {}).get("all", {})
+    if groups:
+        table = Table(title=f"{label}: 80 % interval coverage by group (target 'all', one "
+                            "week ahead), before → after calibration on the validation weeks")
+        for column in ("group", "areas", "before", "after"):
+            table.add_column(column)
+        for group, row in groups.items():
+            table.add_row(group, f"{row['areas']:.0f}", _n(row["coverage_80_uncalibrated"], 3),
+                          _n(row["coverage_80"], 3))
+        tables.append(table)
+    return tables
+
+
+def _n(value: Any, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 @app.command()
@@ -123,13 +189,15 @@ def promote(actor: Actor = None) -> None:
         raise typer.Exit(1) from None
     colour = "green" if record["decision"] == "promoted" else "yellow"
     console = _console()
-    console.print(f"[{colour}]{record['decision']}[/]: v{record['challenger_version']} "
-                  f"(reference: {record.get('reference')})")
-    console.print(f"  {record['reason']}")
+    console.print(f"[{colour}]{record['decision']}[/] ({record.get('outcome') or '-'}): "
+                  f"v{record['challenger_version']} (reference: {record.get('reference')})")
+    if record.get("policy"):
+        console.print(f"  policy: {record['policy']['text']}")
     for check in record.get("checks", []):
         mark = "[green]ok[/]" if check["passed"] else "[red]FAIL[/]"
-        console.print(f"  {mark} {check['check']}: challenger {_num(check['challenger'])}, "
-                      f"reference {_num(check['reference'])}")
+        console.print(f"  {mark} {check.get('plain') or check['check']}")
+    if record.get("exception"):
+        console.print(f"  [bold red]PUBLIC EXCEPTION[/]: {record['exception']['reason']}")
     after = record.get("champion_after")
     console.print(f"@champion is now {'v' + after if after else 'unset'}")
     console.print(f"wrote {ARTIFACTS.promotion} and appended to {_audit()}")
@@ -198,7 +266,3 @@ def _audit() -> str:
 
 def _version(value: Any) -> str:
     return "-" if value is None else f"v{value}"
-
-
-def _num(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4g}"

@@ -71,7 +71,7 @@ class PromotionSettings(ConcernSettings):
     concern: ClassVar[str] = "promotion"
     policy: Literal["non_inferiority", "superiority"] = "non_inferiority"
     margins: dict[str, float] = Field(
-        default_factory=lambda: {"poisson_deviance": 0.01, "pai": 0.02},
+        default_factory=lambda: {"poisson_deviance": 0.025, "pai": 0.05},
         description="relative margins of the non-inferiority test")
     tie_break: Literal["champion", "simpler"] = "champion"
     target: str = Field(ALL, description="the target compared: a category or 'all'")
@@ -197,7 +197,8 @@ def policy_record(settings: PromotionSettings) -> dict[str, Any]:
     ``text``."""
     return {"kind": settings.policy, "margins": dict(settings.margins),
             "tie_break": settings.tie_break, "target": settings.target,
-            "horizon": settings.horizon, "text": policy_text(settings)}
+            "horizon": settings.horizon, "pai_area_share": settings.pai_area_share,
+            "text": policy_text(settings)}
 
 
 def _pct(value: float | None, signed: bool = True) -> str:
@@ -290,7 +291,8 @@ def _accuracy_check(metric: str, entry: dict[str, Any],
                "worse": ("worse beyond the margin" if settings.policy == "non_inferiority"
                          else "worse beyond doubt"),
                "inconclusive": "no interval could be computed"}[verdict]
-    plain = (f"{_WORDS[metric].capitalize()}: {_num(entry.get('challenger'))} for the new model "
+    words = _WORDS[metric]
+    plain = (f"{words[0].upper() + words[1:]}: {_num(entry.get('challenger'))} for the new model "
              f"against {_num(entry.get('reference'))}, a change of {_pct(relative)} (95 % "
              f"interval {_pct(low)} to {_pct(high)}; {bound}): {meaning}.")
     return {"check": metric if lower_better else f"pai@{settings.pai_area_share:g}",
