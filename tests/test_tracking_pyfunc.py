@@ -51,7 +51,8 @@ def test_registered_champion_serves_full_table_without_importing_training(
     # An impossible accuracy bar: refused against the best baseline, which then becomes
     # the first champion (seed_champion_with_baseline) so there is always a model to serve.
     decision = promote(synthetic_city.panel, synthetic_city.graph,
-                       settings=PromotionSettings(deviance_tolerance=-0.9))
+                       settings=PromotionSettings(margins={"poisson_deviance": -0.9,
+                                                           "pai": 0.05}))
     assert decision["decision"] == "refused" and decision["reference"].startswith("baseline ")
     baseline = decision["reference"].removeprefix("baseline ")
     champion = model_info("champion")

@@ -261,14 +261,23 @@ def disparity_evidence(reference: pd.DataFrame | None, challenger: pd.DataFrame,
         if point_r is not None and draws_r is not None and metric in point_r.index:
             entry["reference"] = _number(point_r[metric])
             entry["reference_ci"] = _interval(draws_r[metric].to_numpy(float), level)
-            with np.errstate(invalid="ignore"):
-                distance = parity_distance(point_c[metric]) - parity_distance(point_r[metric])
-                distance_draws = (parity_distance(draws_c[metric].to_numpy(float))
-                                  - parity_distance(draws_r[metric].to_numpy(float)))
+            distance = _distance_difference(parity_distance(point_c[metric]),
+                                            parity_distance(point_r[metric]))
+            distance_draws = _distance_difference(
+                parity_distance(draws_c[metric].to_numpy(float)),
+                parity_distance(draws_r[metric].to_numpy(float)))
             entry["distance_diff"] = _number(float(distance))
             entry["distance_diff_ci"] = _interval(distance_draws, level)
         out[f"{kind}/{group}"] = entry
     return out
+
+
+def _distance_difference(challenger: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``challenger - reference`` distances from parity; a group that neither model ever
+    flags (both infinitely far) is no further under the challenger: 0."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(challenger) & np.isinf(reference), 0.0,
+                        challenger - reference)
 
 
 def population_by_group(areas: pd.DataFrame, group_column: str = "group") -> pd.Series:
