@@ -18,6 +18,9 @@ FAST: dict[str, dict] = {
     "lightgbm_poisson": {"num_boost_round": 20, "train_weeks": 30},
     "hotspot": {"tau_grid": [1.0, 4.0], "eta_grid": [0.0, 0.5]},
     "gnn": {"epochs": 3, "hidden": 8, "train_weeks": 30, "lags": 4},
+    "ensemble": {"members": ["historical_average", "lightgbm_poisson"],
+                 "member_params": {"lightgbm_poisson": {"num_boost_round": 20,
+                                                        "train_weeks": 30}}},
 }
 
 

@@ -273,7 +273,8 @@ def _accuracy_check(metric: str, entry: dict[str, Any],
     elif settings.policy == "non_inferiority":
         # Differences inside the margin either way are too small to matter (the margins
         # sit above re-training noise): better means better by more than the margin.
-        better = high < -margin if lower_better else low > margin
+        # (A negative margin demands an improvement of at least |margin| even to pass.)
+        better = high < -abs(margin) if lower_better else low > abs(margin)
         within_margin = high <= margin if lower_better else low >= -margin
         verdict = "better" if better else "not_worse" if within_margin else "worse"
     else:
