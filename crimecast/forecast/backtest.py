@@ -57,6 +57,7 @@ from crimecast.forecast.calibration import apply_calibration, fit_calibration
 from crimecast.forecast.evidence import population_by_group
 from crimecast.forecast.metrics import (
     ALL,
+    LOWER_IS_BETTER,
     PIT_BINS,
     active_categories,
     metric_values,
@@ -254,7 +255,8 @@ def gap_closed(targets: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, A
     """``{target: {horizon: {ceiling: {metric: share}}}}``: (model − reference) /
     (ceiling − reference), where the reference is the mean of the last
     ``reference_window`` weeks. 0 = no better than the reference, 1 = as good as the
-    ceiling (above 1 = better than it)."""
+    ceiling (above 1 = better than it); None where the ceiling does not beat the
+    reference (no gap to close)."""
     out: dict[str, Any] = {}
     reference = ceilings.get(REFERENCE, {})
     for target, horizons in targets.items():
@@ -271,8 +273,10 @@ def gap_closed(targets: dict[str, Any], ceilings: dict[str, Any]) -> dict[str, A
                     if metric not in top or metric not in ref:
                         continue
                     gap = top[metric] - ref[metric]
+                    # Only a ceiling that beats the reference leaves a gap to close.
+                    beats = gap < 0 if metric in LOWER_IS_BETTER else gap > 0
                     shares[metric] = (float((value - ref[metric]) / gap)
-                                      if abs(gap) > 1e-12 else float("nan"))
+                                      if beats and abs(gap) > 1e-12 else float("nan"))
                 entry[ceiling] = shares
             out[target][horizon] = entry
     return out

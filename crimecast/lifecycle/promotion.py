@@ -107,7 +107,8 @@ def promote(panel: Panel, graph: AreaGraph, *, actor: str | None = None,
         verdict = gate(gate_evidence(
             backtests["challenger"][0], backtests[reference_key][0], graph, settings,
             evaluation_settings, challenger=f"v{challenger} ({name})",
-            reference=f"{reference_label} ({names[reference_key]})",
+            reference=(f"{reference_label} ({names[reference_key]})" if champion is not None
+                       else reference_label),
             challenger_calibration=backtests["challenger"][1].get("calibration"),
             reference_calibration=backtests[reference_key][1].get("calibration"),
             challenger_complexity=model_class(name).complexity,
