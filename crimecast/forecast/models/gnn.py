@@ -15,6 +15,11 @@ Early stopping watches the NB/Poisson loss on the last ``validation_weeks`` orig
 ``on_epoch(epoch, val_loss)`` (attribute) is called after every epoch, so Optuna can prune
 by raising ``optuna.TrialPruned`` from it.
 
+Short histories (:meth:`GNNForecaster._training_origins`): the validation window, base
+window and training weeks are capped at what the history holds (recorded in
+``adapted_``); with fewer than a year of training origins the week-of-year features are
+dropped and the citywide drift of the corrections is removed.
+
 Determinism: ``torch.manual_seed(seed)``, a seeded generator for shuffling and sampling,
 ``torch.use_deterministic_algorithms(True)`` during fit, ``torch.set_num_threads``.
 """
