@@ -28,7 +28,7 @@ def init(
 ) -> None:
     """Sniff the three files (columns, value types, labels, share scale, time zone) and
     write a commented configs/data.yaml for them; print what could not be guessed. Then
-    fill in the category map and run `crimecast data validate`, `crimecast data fetch`
+    fill in the category map and run `crimecast data fetch`, `crimecast data validate`
     and `crimecast pipeline`."""
     from crimecast.config import ConfigError
     from crimecast.data.cityinit import propose_city, render_data_yaml
@@ -58,5 +58,5 @@ def init(
         for key, why in proposal.unguessed:
             typer.echo(f"  {key}: {why}")
     typer.echo(f"wrote {target}")
-    typer.echo("next: fill in `categories`, then `crimecast data validate`, "
-               "`crimecast data fetch` and `crimecast pipeline`")
+    typer.echo("next: fill in `categories`, then `crimecast data fetch`, "
+               "`crimecast data validate` and `crimecast pipeline`")

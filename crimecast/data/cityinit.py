@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from crimecast.data.labels import normalise_label, safe_label
+from crimecast.data.settings import DataSettings, PhiladelphiaSettings
 
 MAX_LABEL_CATEGORIES = 12
 _SNIFF_ROWS = 200_000  # enough rows to see every common label; big files stay quick
@@ -367,7 +368,8 @@ def _shown(label: str) -> str:
 
 def render_data_yaml(proposal: CityProposal, source: str = "", licence: str = "") -> str:
     """The proposal as a commented ``configs/data.yaml`` (every key the csv source reads,
-    the rest at their defaults); ``# TODO`` marks what was not guessed."""
+    the rest at their defaults, so every key DVC's params name is present); ``# TODO``
+    marks what was not guessed."""
     todo = {key for key, _ in proposal.unguessed}
 
     def mark(key: str) -> str:
@@ -427,7 +429,9 @@ def render_data_yaml(proposal: CityProposal, source: str = "", licence: str = ""
         "  cells: voronoi              # voronoi | none (then aland_m2 is required)",
         "  hull_buffer_m: null         # null = median distance between neighbouring centroids",
         "",
-        "synthetic: {}",
+        "synthetic: {}                 # settings of source: synthetic (unused here)",
+        "philadelphia:                 # settings of source: philadelphia (unused here)",
+        *(f"  {key}: {value}" for key, value in PhiladelphiaSettings().model_dump().items()),
         "groups:",
         "  rule: majority              # majority | income_tercile",
         "  majority_threshold_pct: 50",
@@ -443,7 +447,13 @@ def render_data_yaml(proposal: CityProposal, source: str = "", licence: str = ""
         "  tolerance_deg: 1.0e-6",
         "",
     ]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    import yaml
+
+    missing = set(DataSettings.model_fields) - set(yaml.safe_load(text))
+    if missing:  # dvc.yaml params name every top-level key: none may be left out
+        raise AssertionError(f"proposal lacks keys {sorted(missing)}")
+    return text
 
 
 def _category_lines(proposal: CityProposal) -> list[str]:
