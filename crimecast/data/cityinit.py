@@ -63,6 +63,7 @@ _DEMOGRAPHIC_NAMES: dict[str, re.Pattern[str]] = {
     "median_income": re.compile(r"income", re.IGNORECASE),
     "pct_poverty": re.compile(r"povert", re.IGNORECASE),
 }
+_SHARE_NAMES = re.compile(r"(pct|share|percent|prop|frac|rate|%)", re.IGNORECASE)
 _SHARE_FIELDS = ("pct_black", "pct_white", "pct_asian", "pct_hispanic", "pct_poverty")
 
 
@@ -274,8 +275,18 @@ def propose_city(incidents: Path, areas: Path, demographics: Path, home: Path,
                           f"no column of {demographics.name} matches the areas' ids"))
     demographic_columns: dict[str, str | None] = {"area_id": demo_id}
     for field_name, pattern in _DEMOGRAPHIC_NAMES.items():
-        column = next((c for c in demo.columns if c != demo_id and pattern.search(c)
-                       and _numeric_share(demo[c]) > 0.8), None)
+        scores = {}
+        for c in demo.columns:
+            if c == demo_id or not pattern.search(c) or _numeric_share(demo[c]) <= 0.8:
+                continue
+            if field_name in _SHARE_FIELDS:  # a share, not the count beside it
+                values = pd.to_numeric(demo[c], errors="coerce")
+                if values.max() > 100 or values.min() < 0:
+                    continue
+                scores[c] = 2.0 if _SHARE_NAMES.search(c) else 1.0
+            else:
+                scores[c] = 1.0
+        column = _pick(scores)
         demographic_columns[field_name] = column
         if column is None:
             unguessed.append((f"csv.demographic_columns.{field_name}",
