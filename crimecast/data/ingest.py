@@ -25,7 +25,13 @@ import shapely
 
 from crimecast.contracts import ARTIFACTS, ContractError
 from crimecast.data.areas import source_areas
-from crimecast.data.labels import category_lookup, map_labels, normalise_label, safe_label
+from crimecast.data.labels import (
+    category_lookup,
+    map_labels,
+    normalise_label,
+    normalised_labels,
+    safe_label,
+)
 from crimecast.data.quality import daily_counts, detect_outages
 from crimecast.data.settings import DataSettings
 from crimecast.data.sources.base import (
@@ -257,8 +263,7 @@ def clean_incidents(raw: pd.DataFrame, areas: Any, settings: DataSettings,
         .astype("datetime64[ns]"),
         "category": category[valid].astype(str).to_numpy(),
         # a mapped code or label (it is listed in the config), so never free text
-        "offense_code": codes.map(normalise_label, na_action="ignore").fillna("")
-        .astype(str).to_numpy(),
+        "offense_code": normalised_labels(codes).astype(str).to_numpy(),
         "lat": lat[valid],
         "lon": lon[valid],
         "area_id": area_ids[area_index[valid]],
