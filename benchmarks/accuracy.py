@@ -343,8 +343,11 @@ def load_home(home: Path) -> tuple[Panel, AreaGraph, EvaluationSettings, ModelsS
     artifacts = home / "artifacts"
     panel = Panel.load(artifacts / "panel.parquet")
     graph = AreaGraph.load(artifacts / "graph.npz", artifacts / "areas.parquet")
-    return (panel, graph, EvaluationSettings.load(home / "configs" / "evaluation.yaml"),
-            ModelsSettings.load(home / "configs" / "models.yaml"))
+    settings, note = EvaluationSettings.load(home / "configs" / "evaluation.yaml").for_history(
+        len(panel.weeks))
+    if note:
+        print(note, flush=True)
+    return panel, graph, settings, ModelsSettings.load(home / "configs" / "models.yaml")
 
 
 def part_city(args: argparse.Namespace) -> dict[str, Any]:

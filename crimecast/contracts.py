@@ -8,12 +8,15 @@ declares it in ``WRITES``) and is read by a later stage (``READS``) or is an end
 - ``incidents.parquet`` — one row per valid incident:
   ``incident_id`` (salted hash, str), ``occurred_at`` (tz-aware, the city's zone),
   ``week`` (Monday of the local week, tz-naive ``datetime64[ns]``), ``category``
-  (one of :data:`CATEGORIES`), ``offense_code`` (int), ``lat``, ``lon`` (float, WGS84),
-  ``area_id`` (str). No addresses, names or free text.
+  (one of the city's configured categories), ``offense_code`` (str: the city's code or
+  label, as listed in the category map), ``lat``, ``lon`` (float, WGS84; NaN allowed when
+  the incidents carry their own area label), ``area_id`` (str). No addresses, names or
+  free text.
 - ``quarantine.csv.gz``, ``ingest_report.json`` — rejected rows with their reason, and the
   counts and outage weeks of the ingest.
 - ``areas.parquet`` — GeoParquet, one row per area (node order of the graph):
-  ``area_id`` (str, census GEOID for real cities), ``geometry`` (EPSG:4326),
+  ``area_id`` (str, e.g. a census GEOID), ``geometry`` (EPSG:4326; Voronoi cells for
+  cities given as centroids),
   ``land_area_km2``, ``population``, ``pct_black``, ``pct_white``, ``pct_asian``,
   ``pct_hispanic`` (0–100, NaN when unknown), ``median_income``, ``pct_poverty``,
   ``group`` (str, the demographic group for fairness checks), ``income_tercile``
@@ -43,6 +46,8 @@ import pandas as pd
 from crimecast.errors import CrimecastError
 from crimecast.paths import resolve
 
+# Philadelphia's (the default) categories. A city names its own in configs/data.yaml
+# ``categories``; nothing downstream of ingest assumes these three.
 CATEGORIES: tuple[str, ...] = ("violent", "property", "other")
 HORIZONS: tuple[int, ...] = (1, 2, 3, 4)
 FORECAST_COLUMNS: tuple[str, ...] = (
@@ -50,6 +55,13 @@ FORECAST_COLUMNS: tuple[str, ...] = (
     "mean", "lower_80", "upper_80", "lower_95", "upper_95",
 )
 PANEL_COLUMNS: tuple[str, ...] = ("area_id", "week", "category", "count", "outage")
+
+
+def order_categories(names: object) -> list[str]:
+    """A deterministic order for a set of category names: the default three first (so
+    Philadelphia panels keep their order), then any other name alphabetically."""
+    present = {str(n) for n in names}  # type: ignore[attr-defined]
+    return [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
 
 
 class ContractError(CrimecastError, ValueError):
@@ -203,8 +215,7 @@ class Panel:
 
     @property
     def categories(self) -> list[str]:
-        present = set(self.counts["category"].unique())
-        return [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
+        return order_categories(self.counts["category"].unique())
 
     @property
     def last_week(self) -> pd.Timestamp:

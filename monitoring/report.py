@@ -1,6 +1,7 @@
 """The public transparency report: ``reports/index.html``, static and self-contained.
 
-What it shows (all place-based: census tracts and weeks, never persons):
+What it shows (all place-based: the city's areas and weeks, never persons; the city and
+what one area is called come from configs/data.yaml ``city``):
 
 - maps of next week's forecast risk (as quintile classes) and of the last four weeks'
   recorded counts (in classes whose lowest is "<5");
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
+from crimecast.data.settings import DataSettings
 from monitoring.settings import MonitoringSettings
 
 COUNT_BINS: tuple[int, ...] = (5, 10, 20, 50)
@@ -168,7 +170,7 @@ def _history_plot(weekly: pd.DataFrame, drift_share: float) -> str:
     if weekly["mae"].notna().any():
         ax2 = ax1.twinx()
         ax2.plot(weeks, weekly["mae"], color="grey", marker="s", label="MAE")
-        ax2.set_ylabel("MAE (crimes per tract-week)")
+        ax2.set_ylabel("MAE (crimes per area-week)")
     ax1.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     return _png(fig)
@@ -225,11 +227,14 @@ def render_html(context: dict[str, Any]) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>crimecast — public transparency report</title>",
         f"<style>{CSS}</style></head><body>",
-        "<h1>crimecast — public transparency report</h1>",
+        f"<h1>crimecast — public transparency report: {html.escape(context['city'])}</h1>",
         (f"<p>Generated {html.escape(context['generated'])}. Data through the week of "
-        f"{html.escape(context['last_week'])}; {context['areas']} census tracts.</p>"),
-        ("<p class='note'>crimecast forecasts weekly crime counts for <b>places</b> (census "
-        "tracts) and <b>weeks</b>. It never scores, lists or predicts individual people. "
+        f"{html.escape(context['last_week'])}; {context['areas']} "
+        f"{html.escape(context['units'])}. Source: {html.escape(context['source'])} "
+        f"({html.escape(context['licence'])}).</p>"),
+        ("<p class='note'>crimecast forecasts weekly crime counts for <b>places</b> "
+        f"({html.escape(context['units'])}) and <b>weeks</b>. It never scores, lists or "
+        "predicts individual people. "
         f"Counts below {floor} are never shown exactly (they read “&lt;{floor}”).</p>"),
         "<h2>Maps</h2><div class='maps'>",
         f"<img alt='forecast risk map' src='data:image/png;base64,{context['risk_map']}'>",
@@ -252,7 +257,8 @@ def render_html(context: dict[str, Any]) -> str:
             _table([{
                 "mae": window.get("mae"), "reference_mae": window.get("reference_mae"),
                 "pai": window.get("pai"), "coverage": window.get("coverage_80"),
-            }], [("mae", "MAE (crimes per tract-week)"), ("reference_mae", "MAE, reference window"),
+            }], [("mae", f"MAE (crimes per {context['unit']}-week)"),
+                 ("reference_mae", "MAE, reference window"),
                  ("pai", "PAI, top 5 % of land area"), ("coverage", "80 % interval coverage")]),
             (f"<p>Data drift in the latest week ({latest['week']}): "
             f"<span class='{'ok' if drift_ok else 'alert'}'>"
@@ -262,14 +268,15 @@ def render_html(context: dict[str, Any]) -> str:
             ("<img alt='drift and error over time' "
              f"src='data:image/png;base64,{context['history']}'>"),
             "<h3>By demographic group</h3>",
-            ("<p>Each tract is labelled with one group (its majority race/ethnicity). "
-            "<i>Flags per incident vs city</i>: how often the group's tracts are flagged as "
+            (f"<p>Each {html.escape(context['unit'])} is labelled with one group (its majority "
+            "race/ethnicity). <i>Flags per incident vs city</i>: how often the group's "
+            f"{html.escape(context['units'])} are flagged as "
             "hotspots for each recorded crime, relative to the whole city (1.0 = parity; the "
             f"band {summary['thresholds']['band'][0]}–{summary['thresholds']['band'][1]} "
             "is the alert threshold). Shares compare where hotspot flags went with where "
             "forecast risk and recorded crime are.</p>"),
             _table(summary["groups"], [
-                ("group", "group"), ("areas", "tracts"), ("mae", "MAE"),
+                ("group", "group"), ("areas", context["units"]), ("mae", "MAE"),
                 ("flag_rate_per_incident_ratio", "flags per incident vs city"),
                 ("flag_rate_per_resident_ratio", "flags per resident vs city"),
                 ("flagged_share", "share of hotspot flags"),
@@ -308,17 +315,18 @@ def render_html(context: dict[str, Any]) -> str:
         "<h2>Model card</h2>",
         _table([
             {"k": "What it predicts", "v": "Expected number of recorded crimes next week (and up "
-             "to 4 weeks ahead) per census tract and crime category (violent, property, other), "
-             "with 80 % and 95 % intervals."},
+             f"to 4 weeks ahead) per {context['unit']} and category "
+             f"({', '.join(context['categories'])}), with 80 % and 95 % intervals."},
             {"k": "Data", "v": context["data_note"]},
             {"k": "Intended use", "v": "Planning services and patrol coverage for places; "
              "oversight of where resources go. Early intervention means directing services to "
              "neighbourhoods."},
             {"k": "Not for", "v": "Any decision about an individual person. Stops, searches, "
-             "arrests or suspicion must never be based on a tract's forecast."},
+             f"arrests or suspicion must never be based on a {context['unit']}'s forecast."},
             {"k": "Limits", "v": "Recorded crime is not all crime: reporting differs between "
              "communities, and patrols find more where they patrol, so forecasts can feed back "
-             "into the data (see the simulation). Small tracts have noisy numbers. Forecasts "
+             f"into the data (see the simulation). Small {context['units']} have noisy "
+             "numbers. Forecasts "
              "assume the near future resembles the recent past; drift monitoring checks that."},
             {"k": "Fairness checks", "v": "Accuracy and hotspot-flag rates are compared across "
              "demographic groups every week; a new model is promoted only if no group's "
@@ -354,16 +362,20 @@ def build_report(settings: MonitoringSettings, directory: Path) -> dict[str, Pat
     simulation_plot = (base64.b64encode((sim_dir / "gap.png").read_bytes()).decode("ascii")
                        if (sim_dir / "gap.png").exists() else "")
     first, last = panel.weeks[0], panel.weeks[-1]
+    city = DataSettings.load().city
+    unit, units = city.unit_label, f"{city.unit_label}s"
     context = {
+        "city": city.name, "unit": unit, "units": units, "source": city.source,
+        "licence": city.licence, "categories": panel.categories,
         "generated": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "last_week": last.date().isoformat(), "areas": graph.num_nodes,
         "floor": settings.suppress_below, "risk_map": risk_map, "count_map": count_map,
         "forecast_model": label, "summary": summary, "history": history,
         "audit": _audit_rows(read_audit(settings.path("audit_path"))),
         "simulation": simulation, "simulation_plot": simulation_plot,
-        "data_note": (f"Weekly recorded incidents per tract from {first.date()} to {last.date()} "
-                      f"({len(panel.weeks)} weeks), tract demographics from the census. "
-                      "Incident locations are aggregated to tracts; no addresses, names or "
+        "data_note": (f"Weekly recorded incidents per {unit} from {first.date()} to "
+                      f"{last.date()} ({len(panel.weeks)} weeks), {unit} demographics. "
+                      f"Incident locations are aggregated to {units}; no addresses, names or "
                       "incident identifiers are used in or published by this report."),
     }
     paths = {"html": write_text(directory / "index.html", render_html(context))}

@@ -180,6 +180,9 @@ class ModelCard(BaseModel):
     last_observed_week: date
     trained_at: str | None
     backtest_metrics: dict[str, Any]
+    city: dict[str, str] | None = Field(
+        None, description="The city the model forecasts: name, unit_label (what one area "
+        "is called), source and licence of its data.")
     loaded_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -317,4 +317,5 @@ def card_from_metadata(metadata: dict[str, Any], version: str, alias: str,
         model_name=str(metadata.get("model_name", "unknown")), version=str(version),
         alias=alias, data_version=metadata.get("data_version"), last_observed_week=last_week,
         trained_at=metadata.get("trained_at"),
-        backtest_metrics=dict(metadata.get("backtest_metrics") or {}))
+        backtest_metrics=dict(metadata.get("backtest_metrics") or {}),
+        city=metadata.get("city"))

@@ -114,7 +114,7 @@ def test_validate_writes_nothing_and_summary_reports_the_built_data(fetched: Pat
     result = runner.invoke(app, ["data", "summary"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "2024" in result.output and f"{report['rows_valid']:,}" in result.output
-    assert "areas (tracts)" in result.output and "graph.npz not built" in result.output
+    assert "areas (tracts of Philadelphia)" in result.output and "graph.npz not built" in result.output
     saved = json.loads((fetched / "artifacts" / "ingest_report.json").read_text())
     assert saved["rows_valid"] == report["rows_valid"]
 

@@ -144,3 +144,20 @@ def test_misuse_gives_clear_errors(synthetic_city, tmp_path: Path) -> None:
         load_model(tmp_path)
     with pytest.raises(ModelError, match="unknown model 'prophet'"):
         get_model("prophet")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_models_forecast_the_city_own_categories(name: str, synthetic_city) -> None:
+    """A city whose categories are not violent/property/other (two, renamed) gets a
+    forecast for exactly those categories."""
+    from crimecast.contracts import Panel
+
+    counts = synthetic_city.panel.counts
+    counts = counts[counts["category"] != "other"].replace(
+        {"category": {"violent": "traffic", "property": "suspicious"}})
+    panel = Panel(counts.reset_index(drop=True))
+    assert panel.categories == ["suspicious", "traffic"]
+    model = get_model(name, **FAST[name]).fit(panel.until(panel.weeks[-5]), synthetic_city.graph)
+    forecast = validate_forecast(model.predict(panel, synthetic_city.graph))
+    assert set(forecast["category"]) == {"suspicious", "traffic"}
+    assert len(forecast) == synthetic_city.graph.num_nodes * 2 * len(HORIZONS)

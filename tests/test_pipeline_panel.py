@@ -32,7 +32,7 @@ def test_panel_has_a_zero_row_for_every_empty_cell():
     incidents = incidents_frame(
         ["2024-01-01 10:00", "2024-01-09 23:59", "2024-01-21 12:00"],
         ["a", "a", "b"], ["violent", "property", "other"])
-    panel = build_panel(incidents, ["a", "b", "c"])
+    panel = build_panel(incidents, ["a", "b", "c"], categories=CATEGORIES)
     assert len(panel) == 3 * 3 * len(CATEGORIES)  # 3 areas × 3 weeks × 3 categories
     assert (panel["count"] == 0).sum() == len(panel) - 3
     cell = panel.set_index(["area_id", "week", "category"])["count"]
@@ -47,7 +47,7 @@ def test_panel_totals_equal_valid_incidents_in_full_weeks():
     incidents = incidents_frame(times.strftime("%Y-%m-%d %H:%M:%S").tolist(),
                                 rng.choice(["a", "b", "c", "d"], n).tolist(),
                                 rng.choice(list(CATEGORIES), n).tolist())
-    panel = build_panel(incidents, ["a", "b", "c", "d"])
+    panel = build_panel(incidents, ["a", "b", "c", "d"], categories=CATEGORIES)
     weeks = pd.DatetimeIndex(panel["week"].unique())
     in_full_weeks = incidents["week"].isin(weeks)
     assert panel["count"].sum() == in_full_weeks.sum()
@@ -59,7 +59,8 @@ def test_panel_totals_equal_valid_incidents_in_full_weeks():
 def test_outage_weeks_are_flagged_on_every_row_of_the_week():
     incidents = incidents_frame(["2024-01-01 10:00", "2024-01-20 10:00"], ["a", "a"],
                                 ["violent", "violent"])
-    panel = build_panel(incidents, ["a", "b"], outage_weeks=["2024-01-08"])
+    panel = build_panel(incidents, ["a", "b"], outage_weeks=["2024-01-08"],
+                        categories=CATEGORIES)
     flagged = panel.loc[panel["outage"], "week"]
     assert set(flagged) == {pd.Timestamp("2024-01-08")}
     assert len(flagged) == 2 * len(CATEGORIES)

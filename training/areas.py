@@ -1,5 +1,10 @@
-"""Pipeline stage ``areas``: tract polygons + demographics in data/ →
-artifacts/areas.parquet (GeoParquet with group labels). Usage: ``python -m training.areas``."""
+"""Pipeline stage ``areas``: area polygons (or centroids) + demographics in data/ →
+artifacts/areas.parquet (GeoParquet with land area and group labels).
+Usage: ``python -m training.areas``.
+
+Prints the group counts and any guess it made (the share scale when ``share_scale`` is
+unset, cells derived from centroids); stops, naming the key, when an area has no land
+area, so nothing fails later in train."""
 
 from __future__ import annotations
 
@@ -17,10 +22,15 @@ WRITES: tuple[str, ...] = ("areas",)
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
     settings = DataSettings.load()
-    areas = run_areas(settings)
-    counts = areas["group"].value_counts().to_dict()
-    print(f"areas ({settings.source}): {len(areas)} areas, groups by '{settings.groups.rule}': "
-          f"{counts}, {int(areas['low_population'].sum())} below the population floor")
+    notes: list[str] = []
+    areas = run_areas(settings, notes=notes)
+    for note in notes:
+        print(note)
+    counts = ", ".join(f"{group} {n}" for group, n in areas["group"].value_counts().items())
+    print(f"areas ({settings.source}): {len(areas)} {settings.city.unit_label}s of "
+          f"{settings.city.name}, groups by '{settings.groups.rule}': {counts}; "
+          f"{int(areas['low_population'].sum())} below the population floor, land area "
+          f"{areas['land_area_km2'].sum():.1f} km²")
     print(f"  wrote {ARTIFACTS.areas}")
 
 

@@ -1,5 +1,8 @@
 """Pipeline stage ``ingest``: raw snapshot in data/ → artifacts/incidents.parquet,
-quarantine.csv.gz and ingest_report.json. Usage: ``python -m training.ingest``."""
+quarantine.csv.gz and ingest_report.json. Usage: ``python -m training.ingest``.
+
+Stops (exit 2, nothing written) when more than ``max_quarantine_share`` of the rows are
+quarantined, naming the top reasons, sample values and the key to fix."""
 
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ def main() -> None:
     print(f"ingest ({settings.source}): {report['rows_valid']:,} incidents kept, "
           f"{report['rows_quarantined']:,} quarantined, "
           f"{len(report['outage_weeks'])} outage week(s) in {time.perf_counter() - started:.1f} s")
+    for category in report.get("empty_categories", []):
+        print(f"warning: category '{category}' has no incidents (configs/data.yaml key "
+              "'categories'); the panel drops it")
     for path in (ARTIFACTS.incidents, ARTIFACTS.quarantine, ARTIFACTS.ingest_report):
         print(f"  wrote {path}")
 

@@ -41,6 +41,7 @@ def _root(
 # (module under crimecast.cli, sub-command group name or None for top-level commands)
 _TOPICS: list[tuple[str, str | None]] = [
     ("data", "data"),
+    ("city", "city"),
     ("pipeline", None),
     ("models", None),
     ("serve", None),

@@ -94,32 +94,43 @@ def refresh(
 def _reason_table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
+    from crimecast.data.ingest import REASONS
+
     table = Table(title="quarantined rows by reason")
     table.add_column("reason")
     table.add_column("rows", justify="right")
-    from crimecast.data.ingest import REASONS
-
+    table.add_column("most frequent values")
     counts = report["quarantine_by_reason"]
+    samples = report.get("quarantine_samples", {})
     for reason in sorted(counts, key=lambda r: REASONS.index(r) if r in REASONS else len(REASONS)):
-        table.add_row(reason, f"{counts[reason]:,}")
-    table.add_row("[bold]kept[/]", f"[bold]{report['rows_valid']:,}[/]")
+        table.add_row(reason, f"{counts[reason]:,}", ", ".join(samples.get(reason, [])[:5]))
+    table.add_row("[bold]kept[/]", f"[bold]{report['rows_valid']:,}[/]", "")
     return table
 
 
 @app.command()
 def validate() -> None:
     """Run ingest validation on the raw folder without writing anything: prints rows kept,
-    quarantined rows per reason, and outage days/weeks."""
-    from crimecast.data.ingest import run_ingest
+    quarantined rows per reason with sample values, incidents per category, and outage
+    days/weeks. Exits 2 when more than `max_quarantine_share` of the rows is quarantined."""
+    from crimecast.data.ingest import quarantine_problem, run_ingest
 
     console = _console()
     settings = _settings()
     with console.status(f"validating {settings.raw_path()} ({settings.source}) ..."):
-        report = run_ingest(settings, write=False).report
+        report = run_ingest(settings, write=False, check=False).report
     console.print(_reason_table(report))
+    console.print("incidents by category: " + ", ".join(
+        f"{c} {n:,}" for c, n in report["incidents_by_category"].items()))
+    for category in report.get("empty_categories", []):
+        console.print(f"[yellow]warning: category '{category}' has no incidents; the panel "
+                      "drops it (configs/data.yaml key 'categories')[/]")
     console.print(f"outage days: {', '.join(report['outage_days']) or 'none'}")
     console.print(f"outage weeks: {', '.join(report['outage_weeks']) or 'none'}")
     console.print("nothing written (use `python -m training.ingest` or `dvc repro`)")
+    problem = quarantine_problem(report, settings)
+    if problem is not None:
+        raise problem
 
 
 @app.command()
@@ -133,6 +144,7 @@ def summary() -> None:
     from crimecast.contracts import ARTIFACTS
 
     console = _console()
+    settings = _settings()
     if not ARTIFACTS.incidents.exists():
         console.print(f"{ARTIFACTS.incidents} not built yet: run `crimecast data fetch` and "
                       "`dvc repro` (or `python -m training.ingest`)")
@@ -154,11 +166,12 @@ def summary() -> None:
         import geopandas as gpd
 
         areas = gpd.read_parquet(ARTIFACTS.areas)
-        facts.add_row("areas (tracts)", f"{len(areas):,}")
+        facts.add_row(f"areas ({settings.city.unit_label}s of {settings.city.name})",
+                      f"{len(areas):,}")
         facts.add_row("groups", ", ".join(f"{k} {v}" for k, v in
                                           areas["group"].value_counts().items()))
     else:
-        facts.add_row("areas (tracts)", "areas.parquet not built")
+        facts.add_row("areas", "areas.parquet not built")
     if ARTIFACTS.graph.exists():
         edge_index = np.load(ARTIFACTS.graph)["edge_index"]
         facts.add_row("graph edges", f"{edge_index.shape[1]:,} directed "

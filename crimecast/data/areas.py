@@ -13,6 +13,16 @@
   demographics get ``unknown``. (ACS race counts "alone"; hispanic is an ethnicity that
   overlaps them, so the shares need not sum to 100.)
 - ``low_population``: population below ``population_floor`` (or unknown).
+
+Areas known only as centroids (points) get cells first (:func:`area_cells`): Voronoi
+polygons clipped to the city's outline (``csv.outline``) or to the centroids' convex hull
+buffered by ``centroids.hull_buffer_m``; ingest joins incidents to the same cells. With
+``centroids.cells: none`` the areas file must give ``aland_m2``. Either way an area
+without a land area stops the areas stage, naming the key, before any model runs.
+
+Demographic shares are 0-100 in ``areas.parquet``. ``share_scale`` says whether the raw
+file holds percent (0-100) or fractions (0-1); unset, it is detected (every share <= 1
+means fractions) and the stage says which it assumed.
 """
 
 from __future__ import annotations
@@ -23,8 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crimecast.config import ConfigError
 from crimecast.contracts import ARTIFACTS, ContractError
-from crimecast.data.settings import AreaGroupSettings, DataSettings
+from crimecast.data.settings import AreaGroupSettings, CentroidSettings, DataSettings
 from crimecast.data.sources.base import (
     RAW_DEMOGRAPHIC_COLUMNS,
     Source,
@@ -75,12 +86,131 @@ def land_area_km2(areas: Any) -> pd.Series:
     return given
 
 
+def is_centroids(raw_areas: Any) -> bool:
+    """True when every area is a point (the areas file gave centroids only)."""
+    return bool(len(raw_areas)) and bool((raw_areas.geometry.geom_type == "Point").all())
+
+
+def area_cells(raw_areas: Any, centroids: CentroidSettings, outline: Any = None) -> Any:
+    """``raw_areas`` with each centroid replaced by its cell, when the areas are points
+    and ``centroids.cells`` is ``voronoi``; otherwise ``raw_areas`` unchanged.
+
+    The cells are the Voronoi polygons of the centroids, clipped to ``outline`` (a
+    shapely geometry in EPSG:4326, the city's outline) or, without one, to the convex hull
+    of the centroids buffered by ``centroids.hull_buffer_m`` metres (default: the median
+    distance between neighbouring centroids, so outer cells are about as deep as inner
+    ones). Computed in the local UTM zone so distances are metres.
+    """
+    import geopandas as gpd
+    import shapely
+
+    if not is_centroids(raw_areas) or centroids.cells != "voronoi":
+        return raw_areas
+    if len(raw_areas) < 3:
+        raise ContractError(f"areas: {len(raw_areas)} centroid(s); Voronoi cells need at least 3",
+                            file="configs/data.yaml", key="centroids.cells",
+                            hint="give polygons, or set centroids.cells: none and aland_m2")
+    points = raw_areas.geometry.set_crs("EPSG:4326", allow_override=raw_areas.crs is None)
+    utm = raw_areas.estimate_utm_crs()
+    xy = points.to_crs(utm)
+    duplicated = raw_areas["area_id"][xy.geometry.duplicated()].astype(str)
+    if len(duplicated):
+        raise ContractError(f"areas: centroids of {duplicated.tolist()[:3]} repeat another "
+                            "area's coordinates", file="configs/data.yaml",
+                            key="csv.area_columns.lon", hint="give each area its own centroid")
+    if outline is not None:
+        region = gpd.GeoSeries([outline], crs="EPSG:4326").to_crs(utm).iloc[0]
+    else:
+        buffer_m = centroids.hull_buffer_m
+        if buffer_m is None:
+            tree = shapely.STRtree(xy.values)
+            _, distance = tree.query_nearest(xy.values, exclusive=True, return_distance=True)
+            buffer_m = float(np.median(distance))
+        region = shapely.convex_hull(shapely.MultiPoint(list(xy.values))).buffer(buffer_m)
+    diagram = shapely.voronoi_polygons(shapely.MultiPoint(list(xy.values)), extend_to=region)
+    cells = np.asarray(shapely.get_parts(diagram))
+    # Each Voronoi cell holds exactly one centroid: match them through a spatial index.
+    point_i, cell_i = shapely.STRtree(cells).query(xy.values, predicate="intersects")
+    first = pd.Series(cell_i).groupby(point_i).first()
+    matched = np.empty(len(xy), dtype=object)
+    matched[first.index.to_numpy()] = cells[first.to_numpy()]
+    clipped = shapely.intersection(matched, region)
+    out = raw_areas.copy()
+    out = gpd.GeoDataFrame(out.drop(columns="geometry"),
+                           geometry=gpd.GeoSeries(clipped, crs=utm).to_crs("EPSG:4326").values,
+                           crs="EPSG:4326")
+    if out.geometry.is_empty.any():
+        empty = out.loc[out.geometry.is_empty, "area_id"].astype(str).tolist()
+        raise ContractError(f"areas: centroids {empty[:3]} lie outside the city outline",
+                            file="configs/data.yaml", key="csv.outline",
+                            hint="use an outline that contains every centroid, or leave it "
+                            "empty for a buffered hull")
+    return out
+
+
+SHARE_COLUMNS: tuple[str, ...] = (*SHARE_GROUPS, "pct_poverty")
+
+
+def detect_share_scale(demographics: pd.DataFrame) -> str | None:
+    """``fraction`` when every known share is within 0-1 and one is above 0, ``percent``
+    when one exceeds 1, None when no share is known."""
+    columns = [c for c in SHARE_COLUMNS if c in demographics.columns]
+    values = demographics[columns].astype(float).to_numpy().ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    return "percent" if values.max() > 1.0 else "fraction"
+
+
+def shares_as_percent(demographics: pd.DataFrame, share_scale: str | None,
+                      notes: list[str] | None = None) -> pd.DataFrame:
+    """Shares on the 0-100 scale. ``share_scale`` (configs/data.yaml key ``share_scale``)
+    says what the raw file holds; None detects it and notes the guess. A file that
+    contradicts the configured scale is a :class:`ConfigError`."""
+    detected = detect_share_scale(demographics)
+    scale = share_scale or detected or "percent"
+    if share_scale is None and detected is not None and notes is not None:
+        notes.append(f"share_scale not set: the demographic shares look like "
+                     f"{detected}s (0-{'1' if detected == 'fraction' else '100'}); "
+                     f"set share_scale: {detected} in configs/data.yaml to say so")
+    if share_scale == "fraction" and detected == "percent":
+        raise ConfigError("share_scale is 'fraction' but some demographic shares exceed 1",
+                          file="configs/data.yaml", key="share_scale",
+                          hint="set share_scale: percent (shares are 0-100)")
+    if share_scale == "percent" and detected == "fraction" and notes is not None:
+        notes.append("share_scale is 'percent' but every demographic share is <= 1: "
+                     "if the file holds fractions, set share_scale: fraction")
+    if scale != "fraction":
+        return demographics
+    out = demographics.copy()
+    columns = [c for c in SHARE_COLUMNS if c in out.columns]
+    out[columns] = out[columns].astype(float) * 100.0
+    return out
+
+
+def require_land_area(areas: Any, settings: DataSettings | None = None) -> None:
+    """Stop with the key to set when some area has no positive land area (it is the
+    denominator of PAI and the hotspot share, so training would fail much later)."""
+    bad = areas.loc[~(areas["land_area_km2"] > 0), "area_id"].astype(str).tolist()
+    if not bad:
+        return
+    csv = settings is None or settings.source == "csv"
+    raise ContractError(
+        f"areas: land area unknown for {len(bad)} of {len(areas)} areas, e.g. {bad[:3]}",
+        file="configs/data.yaml",
+        key="csv.area_columns.aland_m2" if csv else "source",
+        hint="map csv.area_columns.aland_m2 to a land-area column (square metres), give "
+             "polygons, or leave centroids.cells: voronoi to derive cells from centroids")
+
+
 def build_areas(raw_areas: Any, demographics: pd.DataFrame,
-                groups: AreaGroupSettings) -> Any:
+                groups: AreaGroupSettings, share_scale: str | None = "percent",
+                notes: list[str] | None = None) -> Any:
     """Join geometry and demographics and label groups (see module docstring).
 
     ``raw_areas``: GeoDataFrame (``area_id``, geometry, optional ``aland_m2``);
-    ``demographics``: :data:`RAW_DEMOGRAPHIC_COLUMNS`. Areas missing from the demographics
+    ``demographics``: :data:`RAW_DEMOGRAPHIC_COLUMNS` with shares on ``share_scale``
+    (None: detect, appending the guess to ``notes``). Areas missing from the demographics
     keep NaN demographics and group ``unknown``. Returns a GeoDataFrame in EPSG:4326 with
     :data:`AREA_COLUMNS`, sorted by ``area_id`` (the node order of the graph).
     """
@@ -95,7 +225,7 @@ def build_areas(raw_areas: Any, demographics: pd.DataFrame,
         raise ContractError(f"areas: duplicate area_id values, e.g. {duplicated.unique()[:3].tolist()}")
     if areas.crs is None or areas.crs.to_epsg() != 4326:
         areas = areas.set_crs("EPSG:4326") if areas.crs is None else areas.to_crs("EPSG:4326")
-    demo = demographics[list(RAW_DEMOGRAPHIC_COLUMNS)].copy()
+    demo = shares_as_percent(demographics[list(RAW_DEMOGRAPHIC_COLUMNS)], share_scale, notes)
     demo["area_id"] = demo["area_id"].astype(str)
     demo = demo.drop_duplicates("area_id", keep="first")
     merged = areas.merge(demo, on="area_id", how="left")
@@ -119,15 +249,32 @@ def write_areas(target: Path, areas: Any) -> Path:
     return target
 
 
+def source_areas(settings: DataSettings, source: Source, raw_dir: Path,
+                 notes: list[str] | None = None) -> Any:
+    """The source's areas with cells for centroids (:func:`area_cells`): what both the
+    areas stage and ingest join incidents to. Notes the derivation in ``notes``."""
+    raw_areas = source.read_areas(raw_dir)
+    cells = area_cells(raw_areas, settings.centroids, source.read_outline(raw_dir))
+    if cells is not raw_areas and notes is not None:
+        where = "csv.outline" if settings.csv.outline else "their buffered convex hull"
+        notes.append(f"{len(cells)} areas are centroids: cells and land area from Voronoi "
+                     f"polygons clipped to {where} (key centroids.cells)")
+    return cells
+
+
 def run_areas(settings: DataSettings | None = None, source: Source | None = None,
-              write: bool = True) -> Any:
+              write: bool = True, notes: list[str] | None = None) -> Any:
     """Read the source's areas and demographics from ``data/``, build and (if ``write``)
-    write ``artifacts/areas.parquet``; return the GeoDataFrame."""
+    write ``artifacts/areas.parquet``; return the GeoDataFrame. Guesses and warnings
+    (the detected share scale, cells derived from centroids) are appended to ``notes``.
+    Stops before writing when an area has no land area (:func:`require_land_area`)."""
     settings = settings or DataSettings.load()
     source = source or get_source(settings)
     raw_dir = settings.raw_path()
-    areas = build_areas(source.read_areas(raw_dir), source.read_demographics(raw_dir),
-                        settings.groups)
+    areas = build_areas(source_areas(settings, source, raw_dir, notes),
+                        source.read_demographics(raw_dir), settings.groups,
+                        settings.share_scale, notes)
+    require_land_area(areas, settings)
     if write:
         write_areas(ARTIFACTS.areas, areas)
     return areas

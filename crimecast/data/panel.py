@@ -23,6 +23,7 @@ from crimecast.contracts import (
     AreaGraph,
     ContractError,
     Panel,
+    order_categories,
     validate_panel,
 )
 
@@ -42,12 +43,13 @@ def full_weeks(first_day: pd.Timestamp, last_day: pd.Timestamp) -> pd.DatetimeIn
 def build_panel(incidents: pd.DataFrame, area_ids: Iterable[str],
                 weeks: pd.DatetimeIndex | None = None,
                 outage_weeks: Iterable[str | pd.Timestamp] = (),
-                categories: tuple[str, ...] = CATEGORIES) -> pd.DataFrame:
+                categories: Iterable[str] | None = None) -> pd.DataFrame:
     """Panel rows from incidents.
 
     Inputs: ``incidents`` with ``area_id``, ``week`` (Monday, tz-naive), ``category`` and
     ``occurred_at`` (used only when ``weeks`` is None, to find the full weeks);
-    ``area_ids`` in node order; ``outage_weeks`` (Mondays).
+    ``area_ids`` in node order; ``outage_weeks`` (Mondays); ``categories`` (default: those
+    the incidents have, in :func:`~crimecast.contracts.order_categories` order).
     Returns a frame with :data:`PANEL_COLUMNS`, one row per (area, week, category) in
     (area order, week, category order); incidents outside ``weeks`` or with an unknown
     area/category are not counted.
@@ -56,6 +58,8 @@ def build_panel(incidents: pd.DataFrame, area_ids: Iterable[str],
     if missing:
         raise ContractError(f"incidents.parquet: missing column(s) {missing}")
     area_ids = [str(a) for a in area_ids]
+    categories = (order_categories(incidents["category"].unique()) if categories is None
+                  else list(categories))
     if weeks is None:
         if incidents.empty:
             raise ContractError("incidents.parquet: no incidents, so no weeks for the panel")

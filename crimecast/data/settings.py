@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crimecast.config import ConcernSettings
 
@@ -21,7 +21,7 @@ from crimecast.config import ConcernSettings
 # Property = Part I property (burglary, theft, motor-vehicle theft, arson) plus vandalism
 # (1400), which is damage to property. Fraud/forgery/embezzlement (1000-1200) and
 # everything else (drugs, DUI, disorderly, weapons, "all other") are "other".
-DEFAULT_OFFENSE_CATEGORIES: dict[str, list[int]] = {
+DEFAULT_CATEGORIES: dict[str, list[str | int]] = {
     "violent": [100, 200, 300, 400, 800],
     "property": [500, 600, 700, 900, 1400],
     "other": [1000, 1100, 1200, 1300, 1500, 1600, 1700, 1800, 1900, 2000, 2100, 2200, 2300,
@@ -51,6 +51,9 @@ class CsvColumns(_Strict):
     lon: str = "lon"
     lat: str = "lat"
     category: str | None = None
+    # The incidents' own area label (matched to the areas file's area_id); when set it is
+    # used instead of point-in-polygon / nearest-centroid, and unknown labels are quarantined.
+    area_id: str | None = None
 
 
 class CsvAreaColumns(_Strict):
@@ -87,6 +90,22 @@ class CsvSettings(_Strict):
     demographic_columns: CsvDemographicColumns = Field(default_factory=CsvDemographicColumns)
     # Values meaning "unknown" in demographics (Census uses -666666666 for suppressed income).
     na_sentinels: list[float] = Field(default_factory=lambda: [-666666666.0])
+    # Timestamps without an offset are the city's local time ("local") or UTC ("utc");
+    # text with an offset ("Z", "+00:00") is converted to ``timezone`` either way.
+    timestamps: Literal["local", "utc"] = "local"
+    # Optional GeoJSON outline of the city: centroid areas get Voronoi cells clipped to it.
+    outline: str = ""
+
+
+class CentroidSettings(_Strict):
+    """Areas given only as points (a CSV of centroids): how each gets a cell and land area."""
+
+    cells: Literal["voronoi", "none"] = Field(
+        "voronoi", description="voronoi: Voronoi cells clipped to csv.outline (or to the "
+        "convex hull buffered by hull_buffer_m); none: aland_m2 must be given")
+    hull_buffer_m: float | None = Field(
+        None, ge=0, description="buffer (metres) around the centroids' convex hull when "
+        "there is no outline; null = the median distance between neighbouring centroids")
 
 
 class AreaGroupSettings(_Strict):
@@ -146,8 +165,15 @@ class DataSettings(ConcernSettings):
     salt: str = "crimecast-2026-public-salt"
     # Incidents after this many days past "now" are quarantined as future timestamps.
     future_tolerance_days: int = 1
-    offense_categories: dict[str, list[int]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_OFFENSE_CATEGORIES.items()})
+    # Category name -> the city's codes or labels (int or text) that belong to it. Order
+    # is the panel's category order; values in no list are quarantined with the value shown.
+    categories: dict[str, list[str | int]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_CATEGORIES.items()})
+    # Ingest and `data validate` fail when more than this share of rows is quarantined.
+    max_quarantine_share: float = Field(0.5, ge=0, le=1)
+    # Demographic shares in the raw file: 0-100 (percent) or 0-1 (fraction); null = detect
+    # from the data and warn.
+    share_scale: Literal["percent", "fraction"] | None = None
     philadelphia: PhiladelphiaSettings = Field(default_factory=PhiladelphiaSettings)
     csv: CsvSettings = Field(default_factory=CsvSettings)
     # Free-form settings for the synthetic city; validated by crimecast.data.sources.synthetic.
@@ -156,6 +182,30 @@ class DataSettings(ConcernSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
     city: CitySettings = Field(default_factory=CitySettings)
+    centroids: CentroidSettings = Field(default_factory=CentroidSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "offense_categories" in data:
+            raise ValueError("key 'offense_categories' is now 'categories' (category name -> "
+                             "list of codes or labels); rename it")
+        return data
+
+    @field_validator("categories")
+    @classmethod
+    def _categories_not_empty(cls, value: dict[str, list[str | int]]) -> dict[str, list[str | int]]:
+        if not value:
+            raise ValueError("needs at least one category with its codes or labels")
+        empty = [name for name, labels in value.items() if not labels]
+        if empty:
+            raise ValueError(f"categories {empty} list no codes or labels")
+        return value
+
+    @property
+    def category_names(self) -> list[str]:
+        """The configured category names, in config order (the panel's order)."""
+        return list(self.categories)
 
     def raw_path(self) -> Path:
         """Absolute path of the raw snapshot folder (``data/``)."""

@@ -1,8 +1,16 @@
-"""The data version: one short digest of the inputs a model was trained on."""
+"""The data version: one short digest of everything a model's data came from.
+
+It covers every raw input (each file of the raw snapshot folder ``data/``: incidents,
+areas, demographics, an outline), the settings of ``configs/data.yaml`` that shape them
+(all but the ``city`` wording), and the built artifacts the models read (panel, graph,
+areas). Changing only the areas file therefore changes it, and with it the Optuna study
+name (``crimecast-<model>-<data version>``), so a new city never reuses an old study.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import yaml
@@ -19,15 +27,19 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def data_version(files: dict[str, Path] | None = None, lock_file: Path | None = None) -> dict[str, str]:
+def data_version(files: dict[str, Path] | None = None, lock_file: Path | None = None,
+                 raw_dir: Path | None = None, data_config: dict | None = None) -> dict[str, str]:
     """The data version of the model inputs.
 
-    ``files`` maps a short name to a path (default: ``panel`` and ``graph`` under
-    artifacts/). Each md5 comes from ``dvc.lock`` when a stage lists that output, else from
-    hashing the file (``"missing"`` when absent). Returns ``{"<name>_md5": md5, ...,
+    ``files`` maps a short name to a built artifact (default: ``panel``, ``graph`` and
+    ``areas`` under artifacts/); each md5 comes from ``dvc.lock`` when a stage lists that
+    output, else from hashing the file (``"missing"`` when absent). ``raw_md5`` digests
+    every file in ``raw_dir`` (default: ``DataSettings.raw_dir``) by name and content;
+    ``data_config_md5`` the data settings that shape the data (``data_config``, default
+    ``configs/data.yaml`` without ``city``). Returns ``{"<name>_md5": md5, ...,
     "version": <12-hex digest of all of them>}``.
     """
-    files = files or {"panel": ARTIFACTS.panel, "graph": ARTIFACTS.graph}
+    files = files or {"panel": ARTIFACTS.panel, "graph": ARTIFACTS.graph, "areas": ARTIFACTS.areas}
     locked = _dvc_lock_md5s(lock_file or project_home() / "dvc.lock")
     out: dict[str, str] = {}
     for name, path in files.items():
@@ -39,9 +51,31 @@ def data_version(files: dict[str, Path] | None = None, lock_file: Path | None = 
             out[f"{name}_md5"] = file_md5(path)
         else:
             out[f"{name}_md5"] = "missing"
+    if raw_dir is None or data_config is None:
+        from crimecast.data.settings import DataSettings
+
+        settings = DataSettings.load()
+        raw_dir = raw_dir or settings.raw_path()
+        data_config = (data_config if data_config is not None
+                       else settings.model_dump(mode="json", exclude={"city"}))
+    out["raw_md5"] = folder_md5(raw_dir)
+    out["data_config_md5"] = hashlib.md5(
+        json.dumps(data_config, sort_keys=True, default=str).encode()).hexdigest()
     combined = "\n".join(f"{k}={v}" for k, v in sorted(out.items()))
     out["version"] = hashlib.md5(combined.encode()).hexdigest()[:12]
     return out
+
+
+def folder_md5(folder: Path) -> str:
+    """md5 over the relative path and md5 of every file under ``folder`` (``"missing"``
+    when it does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "missing"
+    digest = hashlib.md5()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}={file_md5(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def _relative(path: Path) -> str:

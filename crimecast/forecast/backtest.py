@@ -496,7 +496,8 @@ def backtest_model(forecaster: Forecaster, panel: Panel, graph: AreaGraph) -> tu
     train, evaluate and promote backtest the same specifications on the same windows, so
     the chain computes each one once.
     """
-    settings = EvaluationSettings.load()
+    # The same (possibly adapted) windows as every other stage for this panel's history.
+    settings, _ = EvaluationSettings.load().for_history(len(panel.weeks))
     cache = resolve("state/backtests") / _backtest_key(forecaster, panel, graph, settings)
     if (cache / "summary.json").exists():
         return pd.read_parquet(cache / "rows.parquet"), json.loads((cache / "summary.json").read_text())

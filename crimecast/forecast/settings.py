@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from crimecast.config import ConcernSettings
+from crimecast.config import ConcernSettings, ConfigError
 from crimecast.contracts import HORIZONS
 
 
@@ -57,6 +57,52 @@ class EvaluationSettings(ConcernSettings):
         if not value or any(b <= a for a, b in itertools.pairwise(value)) or value[0] <= 0:
             raise ValueError("calibration_bins must be positive and increasing, e.g. [0.5, 1, 2]")
         return value
+    min_train_weeks: int = Field(13, ge=1, description="weeks the earliest fit (tuning's) "
+                                 "needs before the validation window")
+    short_history: Literal["stop", "adapt"] = Field(
+        "stop", description="history shorter than the windows: stop naming the keys, or "
+        "shrink backtest_weeks and validation_weeks to fit (saying so)")
+
+    def minimum_weeks(self) -> int:
+        """Weeks of history the windows need: tuning fits on the weeks before its
+        validation window, which sits right before the backtest window."""
+        return self.backtest_weeks + self.validation_weeks + self.min_train_weeks
+
+    def for_history(self, num_weeks: int) -> tuple[EvaluationSettings, str | None]:
+        """These settings for a panel of ``num_weeks`` weeks: unchanged (note None) when
+        the history covers :meth:`minimum_weeks`; with ``short_history: adapt``, the
+        backtest and validation windows shrunk in proportion to fit, and a one-line note
+        saying so; otherwise a :class:`ConfigError` listing every key to change and the
+        minimum weeks. Every stage that backtests or tunes calls this, so they all judge
+        on the same (adapted) weeks."""
+        need = self.minimum_weeks()
+        if num_weeks >= need:
+            return self, None
+        available = num_weeks - self.min_train_weeks
+        # Split what is left after the training weeks in the configured proportion.
+        share = self.backtest_weeks / (self.backtest_weeks + self.validation_weeks)
+        backtest = max(1, min(available - 1, round(available * share)))
+        validation = available - backtest
+        if self.short_history == "adapt" and available >= 2:
+            adapted = self.model_copy(update={"backtest_weeks": backtest,
+                                              "validation_weeks": validation})
+            return adapted, (f"history of {num_weeks} weeks is shorter than the {need} the "
+                             f"evaluation windows need: backtest_weeks {self.backtest_weeks} -> "
+                             f"{backtest}, validation_weeks {self.validation_weeks} -> "
+                             f"{validation} (configs/evaluation.yaml short_history: adapt)")
+        if available >= 2:
+            example = (backtest, validation, self.min_train_weeks)
+        else:
+            example = (1, 1, max(1, num_weeks - 2))
+        raise ConfigError(
+            f"the panel has {num_weeks} weeks of history; the evaluation windows need at "
+            f"least {need} (backtest_weeks {self.backtest_weeks} + validation_weeks "
+            f"{self.validation_weeks} + min_train_weeks {self.min_train_weeks})",
+            file="configs/evaluation.yaml", key="backtest_weeks, validation_weeks, min_train_weeks",
+            hint=(f"lower them to sum to at most {num_weeks} (e.g. backtest_weeks: {example[0]}, "
+                  f"validation_weeks: {example[1]}, min_train_weeks: {example[2]}), set "
+                  "short_history: adapt to let crimecast shrink the windows, or add "
+                  f"{need - num_weeks} more weeks of data"))
 
     @field_validator("horizons")
     @classmethod

@@ -129,7 +129,8 @@ def evaluate(panel: Panel, graph: AreaGraph, *, alias: str = CHALLENGER,
     import mlflow
 
     settings = settings or PromotionSettings.load()
-    evaluation_settings = EvaluationSettings.load()
+    # The windows backtest_model uses for this panel (adapted to a short history).
+    evaluation_settings, _ = EvaluationSettings.load().for_history(len(panel.weeks))
     tracking = tracking or TrackingSettings.load()
     client = mlflow_client(tracking)
     backtest = backtest or backtest_model

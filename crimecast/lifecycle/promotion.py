@@ -63,7 +63,8 @@ def promote(panel: Panel, graph: AreaGraph, *, actor: str | None = None,
     """
     settings = settings or PromotionSettings.load()
     tracking = tracking or TrackingSettings.load()
-    evaluation_settings = EvaluationSettings.load()
+    # The windows backtest_model uses for this panel (adapted to a short history).
+    evaluation_settings, _ = EvaluationSettings.load().for_history(len(panel.weeks))
     client = mlflow_client(tracking)
     backtest = backtest or backtest_model
     model = tracking.registered_model

@@ -228,6 +228,8 @@ def train_and_register(
             "backtest_metrics": metrics,
             "run_id": run.info.run_id,
             "git_commit": commit,
+            # the words the API's /model and the report use for this city and its areas
+            "city": city_card(),
         }
         info = log_pyfunc(forecaster, graph, panel, metadata, settings)
         version = str(info.registered_model_version)
@@ -239,6 +241,16 @@ def train_and_register(
     return TrainResult(run_id=run.info.run_id, model_name=model_name, version=version,
                        model_uri=f"models:/{settings.registered_model}/{version}",
                        data_version=versions["version"], metrics=metrics, params=full_params)
+
+
+def city_card() -> dict[str, str]:
+    """The city a model was trained for (configs/data.yaml ``city``): name, unit label,
+    data source and licence, as the model's metadata carries them to serving."""
+    from crimecast.data.settings import DataSettings
+
+    city = DataSettings.load().city
+    return {"name": city.name, "unit_label": city.unit_label, "source": city.source,
+            "licence": city.licence}
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

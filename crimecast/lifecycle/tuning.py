@@ -302,6 +302,8 @@ def tune(
     if objective_fn is None and (panel is None or graph is None):
         raise ValueError("tune() needs a panel and a graph unless objective_fn is given")
     evaluation = evaluation or EvaluationSettings.load()
+    if panel is not None:  # the windows the backtest uses too (adapted to a short history)
+        evaluation, _ = evaluation.for_history(len(panel.weeks))
     cutoff_panel = (panel.until(tuning_cutoff(panel, evaluation.backtest_weeks))
                     if panel is not None else panel)
     n_trials = trials if trials is not None else settings.trials

@@ -14,15 +14,18 @@ Raw frames (column names are the contract; values may still be dirty):
 - incidents (:data:`RAW_INCIDENT_COLUMNS`): ``source_key`` (str, the source's record id;
   hashed by ingest and never written out), ``occurred_local`` (str, local wall-clock time
   ``YYYY-MM-DD HH:MM:SS`` or ``YYYY-MM-DD``; unparseable text is quarantined),
-  ``offense_code`` (str or number; the city's offense code, mapped to a category by
-  ``DataSettings.offense_categories``), ``lon``, ``lat`` (float, WGS84, NaN when missing).
-  Optional ``category`` (str): when present and not null, it is used instead of the code
-  map (the synthetic city sets it directly).
+  ``offense_code`` (str or number; the city's offense code or label, mapped to a category
+  by ``DataSettings.categories``), ``lon``, ``lat`` (float, WGS84, NaN when missing).
+  Optional ``category`` (str): when present and not null, it is mapped instead of the
+  code (a category name or a label of the map; the synthetic city sets it directly).
+  Optional ``area_id`` (str): the incidents' own area label, used instead of the spatial
+  join (``csv.columns.area_id``).
 - areas (:data:`RAW_AREA_COLUMNS`): GeoDataFrame in EPSG:4326 with ``area_id`` (str),
   ``geometry`` (polygons; points when only centroids are known) and optional
   ``aland_m2`` (land area in square metres, NaN when unknown).
 - demographics (:data:`RAW_DEMOGRAPHIC_COLUMNS`): ``area_id`` (str), ``population``,
-  ``pct_black``, ``pct_white``, ``pct_asian``, ``pct_hispanic`` (0-100), ``median_income``,
+  ``pct_black``, ``pct_white``, ``pct_asian``, ``pct_hispanic`` (0-100, or 0-1 with
+  ``share_scale: fraction``), ``median_income``,
   ``pct_poverty``; NaN when unknown (sentinels already turned into NaN by the source).
 
 Sources are chosen by name in ``configs/data.yaml`` (``source: philadelphia|synthetic|csv``)
@@ -79,6 +82,11 @@ class Source(ABC):
     def incidents_file(self, raw_dir: Path) -> Path:
         """The raw incidents file, named in error messages; default ``raw_dir``/incidents."""
         return raw_dir / "incidents"
+
+    def read_outline(self, raw_dir: Path) -> Any:
+        """The city's outline (one shapely geometry, EPSG:4326) that centroid cells are
+        clipped to, or None when the source has none (the default)."""
+        return None
 
 
 def require_columns(frame: pd.DataFrame, required: Any, file: str | Path) -> None:

@@ -55,8 +55,11 @@ class CsvSource(Source):
         missing = [k for k, v in files.items() if not v]
         if missing:
             raise ContractError(
-                f"configs/data.yaml: source 'csv' needs csv.{missing[0]} (a file path); "
-                f"unset: {['csv.' + m for m in missing]}")
+                f"source 'csv' needs csv.{missing[0]} (a file path); "
+                f"unset: {['csv.' + m for m in missing]}", file="configs/data.yaml",
+                key=f"csv.{missing[0]}", hint="`crimecast city init` writes these for you")
+        if self.cfg.outline:  # optional: the outline centroid cells are clipped to
+            files["outline"] = self.cfg.outline
         return {kind: resolve(path) for kind, path in files.items()}
 
     def _raw_name(self, kind: str, original: Path) -> str:
@@ -73,7 +76,9 @@ class CsvSource(Source):
         written = []
         for kind, source in self._configured().items():
             if not source.exists():
-                raise ContractError(f"{source}: file not found (key data.csv.{kind})")
+                raise ContractError(f"{source}: file not found", file="configs/data.yaml",
+                                    key=f"csv.{kind}", hint="give the path of the city's "
+                                    f"{kind} file, relative to the project home")
             for stale in raw_dir.glob(f"{kind}.*"):  # an earlier fetch with another format
                 stale.unlink()
             target = raw_dir / self._raw_name(kind, source)
@@ -92,6 +97,8 @@ class CsvSource(Source):
                    "offense_code": columns.offense_code, "lon": columns.lon, "lat": columns.lat}
         if columns.category:
             mapping["category"] = columns.category
+        if columns.area_id:
+            mapping["area_id"] = columns.area_id
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
         require_columns(raw, list(mapping.values()), path)
         # only the mapped columns are read on: free text (addresses, narratives) stops here
@@ -117,6 +124,17 @@ class CsvSource(Source):
         areas = gpd.GeoDataFrame({"area_id": raw[cols.area_id].astype(str), "aland_m2": aland},
                                  geometry=geometry, crs=crs)
         return areas.to_crs("EPSG:4326")
+
+    def read_outline(self, raw_dir: Path) -> Any:
+        """The ``csv.outline`` GeoJSON, as fetched into ``data/outline.*``; None if unset."""
+        import geopandas as gpd
+        import shapely
+
+        if not self.cfg.outline:
+            return None
+        frame = gpd.read_file(self._find(raw_dir, "outline"))
+        frame = frame.set_crs("EPSG:4326") if frame.crs is None else frame.to_crs("EPSG:4326")
+        return shapely.union_all(frame.geometry.values)
 
     def read_demographics(self, raw_dir: Path) -> pd.DataFrame:
         path = self._find(raw_dir, "demographics")
