@@ -124,3 +124,27 @@ def test_evaluate_and_a_seeded_champion_outside_the_band_record_a_public_excepti
     assert champion["tags"]["promotion.exception"].startswith("no baseline")
     register = read_audit()[-1]
     assert register["event"] == "register" and "PUBLIC EXCEPTION" in register["reason"]
+
+
+@pytest.mark.slow
+def test_an_ensemble_registers_serves_and_goes_through_the_gate(
+        synthetic_city, tracked_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+    import pandas as pd
+
+    from crimecast.lifecycle.promotion import promote
+
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "8")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BOOTSTRAP_DRAWS", "300")
+    monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
+    panel, graph = synthetic_city.panel, synthetic_city.graph
+    registered = train_and_register("ensemble", panel, graph, {
+        "members": ["historical_average", "seasonal_naive"],
+        "member_params": {"historical_average": {"window": 8}}})
+    assert model_info("challenger")["model_name"] == "ensemble"
+    served = mlflow.pyfunc.load_model(f"models:/crimecast/{registered.version}")
+    table = served.predict(pd.DataFrame({"horizon": [1]}))
+    assert len(table) == graph.num_nodes * len(panel.categories)
+    record = promote(panel, graph)
+    assert record["challenger_version"] == registered.version
+    assert record["decision"] in ("promoted", "refused") and record["policy"]["text"]
