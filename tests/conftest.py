@@ -93,6 +93,19 @@ def mlflow_template_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return template
 
 
+@pytest.fixture
+def small_backtest(tracked_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tracked project whose backtests stay cheap: 8 origins, 300 bootstrap draws, no
+    map; flagging a quarter of the land area gives every group of the 64-area city enough
+    flags for stable disparity ratios."""
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "8")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__BOOTSTRAP_DRAWS", "300")
+    monkeypatch.setenv("CRIMECAST_EVALUATION__FLAG_SHARE", "0.25")
+    monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
+    monkeypatch.setenv("USER", "test-operator")
+    return tracked_project
+
+
 @pytest.fixture(name="tracked_project")
 def tracked_project_fixture(synthetic_project: Path, mlflow_template: Path) -> Path:
     """The synthetic project home with a fresh (copied) MLflow store in state/."""

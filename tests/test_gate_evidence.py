@@ -78,10 +78,8 @@ def test_a_clearly_worse_challenger_is_refused_and_a_clearly_better_one_promoted
 
 @pytest.mark.slow
 def test_evaluate_and_a_seeded_champion_outside_the_band_record_a_public_exception(
-        synthetic_city, tracked_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "8")
-    monkeypatch.setenv("CRIMECAST_EVALUATION__BOOTSTRAP_DRAWS", "300")
-    monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
+        synthetic_city, small_backtest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracked_project = small_backtest
     # A band nobody's interval reaches: every baseline is outside it on its own.
     monkeypatch.setenv("CRIMECAST_PROMOTION__DISPARITY_BAND", "[0.999, 1.001]")
     monkeypatch.setenv("COLUMNS", "250")
@@ -128,15 +126,12 @@ def test_evaluate_and_a_seeded_champion_outside_the_band_record_a_public_excepti
 
 @pytest.mark.slow
 def test_an_ensemble_registers_serves_and_goes_through_the_gate(
-        synthetic_city, tracked_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        synthetic_city, small_backtest: Path) -> None:
     import mlflow
     import pandas as pd
 
     from crimecast.lifecycle.promotion import promote
 
-    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "8")
-    monkeypatch.setenv("CRIMECAST_EVALUATION__BOOTSTRAP_DRAWS", "300")
-    monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
     panel, graph = synthetic_city.panel, synthetic_city.graph
     registered = train_and_register("ensemble", panel, graph, {
         "members": ["historical_average", "seasonal_naive"],

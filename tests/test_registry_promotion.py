@@ -40,17 +40,6 @@ class GroupScaled(HistoricalAverage):
 MODEL = f"{__name__}:GroupScaled"
 
 
-@pytest.fixture
-def small_backtest(tracked_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    # 8 origins keep each backtest cheap; flagging a quarter of the land area gives every
-    # group of the 64-area city enough flags for stable disparity ratios.
-    monkeypatch.setenv("CRIMECAST_EVALUATION__BACKTEST_WEEKS", "8")
-    monkeypatch.setenv("CRIMECAST_EVALUATION__FLAG_SHARE", "0.25")
-    monkeypatch.setenv("CRIMECAST_TRACKING__LOG_MAP", "false")
-    monkeypatch.setenv("USER", "test-operator")
-    return tracked_project
-
-
 @pytest.mark.slow
 def test_biased_challenger_refused_fair_one_promoted_and_rollback_restores(
         synthetic_city, small_backtest: Path) -> None:
