@@ -29,6 +29,7 @@ from serving.auth import hash_key
 REPO = Path(__file__).resolve().parents[1]
 USER_KEY = "user-" + os.urandom(8).hex()
 ADMIN_KEY = "admin-" + os.urandom(8).hex()
+FEEDER_KEY = "feeder-" + os.urandom(8).hex()  # scope "outcomes" only
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +69,8 @@ class Server:
     proc: subprocess.Popen
 
     def post(self, path: str, payload: object = None, key: str | None = USER_KEY,
-             **kwargs: object) -> httpx.Response:
-        headers = {"X-API-Key": key} if key else {}
+             headers: dict[str, str] | None = None, **kwargs: object) -> httpx.Response:
+        headers = {**(headers or {}), **({"X-API-Key": key} if key else {})}
         return httpx.post(self.url + path, json=payload, headers=headers, timeout=30, **kwargs)
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
@@ -93,12 +94,17 @@ class Server:
             process.kill()
 
 
-def start_server(home: Path, log_name: str, poll_seconds: float = 0) -> Server:
+def start_server(home: Path, log_name: str, poll_seconds: float = 0,
+                 **settings: str) -> Server:
+    """A server on a free port; ``settings`` are extra CRIMECAST_SERVING__<KEY> values."""
     port = free_port()
     env = {**os.environ, "CRIMECAST_HOME": str(home),
-           "CRIMECAST_API_KEYS": f"tester:{hash_key(USER_KEY)},ops:{hash_key(ADMIN_KEY)}:admin",
+           "CRIMECAST_API_KEYS": f"tester:{hash_key(USER_KEY)},ops:{hash_key(ADMIN_KEY)}:admin,"
+                                 f"feeder:{hash_key(FEEDER_KEY)}:outcomes",
            "CRIMECAST_SERVING__ALIAS_POLL_SECONDS": str(poll_seconds),
-           "CRIMECAST_SERVING__LIMITS__MAX_BODY_BYTES": "20000"}
+           "CRIMECAST_SERVING__LIMITS__MAX_BODY_BYTES": "20000",
+           "CRIMECAST_SERVING__LIMITS__MAX_OUTCOMES": "150",
+           **{f"CRIMECAST_SERVING__{k.upper()}": v for k, v in settings.items()}}
     log = open(home / f"{log_name}.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", "serving.service:CrimecastService",
@@ -177,8 +183,11 @@ def test_reload_needs_an_admin_key(server: Server, project: Project) -> None:
     assert server.post("/reload", {}).status_code == 403
     answer = server.post("/reload", {}, key=ADMIN_KEY)
     assert answer.status_code == 200
-    assert answer.json() == {"previous_version": project.champion, "version": project.champion,
-                             "changed": False}
+    body = answer.json()
+    assert {k: body[k] for k in ("previous_version", "version", "changed", "all_swapped")} == {
+        "previous_version": project.champion, "version": project.champion, "changed": False,
+        "all_swapped": True}
+    assert [w["version"] for w in body["workers"]] == [project.champion]
 
 
 def test_hotspots_allocate_model_and_outcomes_answer(server: Server, project: Project) -> None:
@@ -187,16 +196,50 @@ def test_hotspots_allocate_model_and_outcomes_answer(server: Server, project: Pr
     assert geo["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
     allocation = server.post("/allocate", {"units": 25, "kind": "outreach"}).json()
     assert sum(a["units"] for a in allocation["allocations"]) == 25
-    assert server.post("/model", {}).json()["version"] == project.champion
+    model = server.post("/model", {})
+    assert model.json()["version"] == model.headers["x-model-version"] == project.champion
+    assert model.json()["worker_id"]
+
+
+# ---------------------------------------------------------------------- ground truth
+def test_outcomes_need_the_outcomes_scope_and_every_write_is_kept(server: Server,
+                                                                  project: Project) -> None:
     week = str(project.panel.last_week.date())
-    rows = [{"week": week, "area_id": project.area_ids[0], "category": "violent", "count": 2}]
-    assert server.post("/outcomes", {"outcomes": rows}).json()["written"] == 1
+    area = project.area_ids[1]
+    rows = [{"week": week, "area_id": area, "category": "violent", "count": 2}]
+    refused = server.post("/outcomes", {"outcomes": rows})  # a read-only key
+    assert refused.status_code == 403 and refused.json()["scope"] == "outcomes"
+    assert server.post("/outcomes", {"outcomes": rows}, key=FEEDER_KEY).json()["written"] == 1
     rows[0]["count"] = 4
-    assert server.post("/outcomes", {"outcomes": rows}).status_code == 200
+    second = server.post("/outcomes", {"outcomes": rows}, key=ADMIN_KEY)
+    assert second.status_code == 200
     with _predlog(project.home) as db:
-        stored = db.execute("SELECT count FROM outcomes WHERE area_id = ?",
-                            (project.area_ids[0],)).fetchall()
-    assert stored == [(4,)]
+        latest = db.execute("SELECT count, key_name FROM outcomes WHERE area_id = ?",
+                            (area,)).fetchall()
+        history = db.execute("SELECT count, previous_count, key_name, request_id, recorded_at "
+                             "FROM outcomes_history WHERE area_id = ? ORDER BY seq",
+                             (area,)).fetchall()
+    assert latest == [(4, "ops")]
+    assert [h[:3] for h in history] == [(2, None, "feeder"), (4, 2, "ops")]
+    assert history[1][3] == second.headers["x-request-id"] and history[1][4]
+
+
+@pytest.mark.parametrize("week", ["0001-01-01", "current", "first-1"])
+def test_outcomes_for_weeks_outside_the_data_or_unfinished_get_422(server: Server,
+                                                                   project: Project,
+                                                                   week: str) -> None:
+    import datetime as dt
+
+    today = dt.date.today()
+    monday = today - dt.timedelta(days=today.weekday())
+    first = project.panel.weeks[0].date()
+    value = {"0001-01-01": dt.date(1, 1, 1), "current": monday,
+             "first-1": first - dt.timedelta(days=7)}[week]
+    rows = [{"week": str(value), "area_id": project.area_ids[0], "category": "violent",
+             "count": 1}]
+    response = server.post("/outcomes", {"outcomes": rows}, key=FEEDER_KEY)
+    assert response.status_code == 422, response.text
+    assert response.json()["problems"][0]["field"] == "outcomes[0].week"
 
 
 # ------------------------------------------------------------------------- validation
@@ -205,15 +248,21 @@ def test_hotspots_allocate_model_and_outcomes_answer(server: Server, project: Pr
     ("/forecast", {"horizon": 1, "category": "arson"}, "category"),
     ("/forecast", {"area_ids": ["no-such-tract"]}, "area_ids"),
     ("/forecast", {"horizen": 1}, "horizen"),
+    ("/forecast", {"horizon": "1"}, "horizon"),  # no string or boolean coercion
+    ("/forecast", {"horizon": True}, "horizon"),
+    ("/allocate", {"units": "5"}, "units"),
+    ("/hotspots", {"k": 2.0}, "k"),
     ("/hotspots", {"k": 3, "area_share": 0.1}, "k"),
     ("/allocate", {"units": 0}, "units"),
     ("/allocate", {"units": 5, "kind": "drones"}, "kind"),
     ("/outcomes", {"outcomes": [{"week": "2099-01-05", "area_id": "x", "category": "violent",
                                  "count": 1}]}, "outcomes[0].week"),
+    ("/outcomes", {"outcomes": [{"week": "2020-01-06", "area_id": "x", "category": "violent",
+                                 "count": "1"}]}, "outcomes.0.count"),
 ])
 def test_bad_input_gets_422_naming_the_field(server: Server, path: str, payload: dict,
                                              field: str) -> None:
-    response = server.post(path, payload)
+    response = server.post(path, payload, key=ADMIN_KEY)
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "invalid request"
@@ -225,6 +274,55 @@ def test_size_limits_answer_413_and_422(server: Server, project: Project) -> Non
     assert big.status_code == 413
     not_json = server.post("/forecast", content=b"{not json", key=USER_KEY)
     assert not_json.status_code == 422
+
+
+def test_oversized_or_too_many_headers_get_431(server: Server) -> None:
+    big = server.post("/forecast", {"horizon": 1}, headers={"X-Junk": "a" * 20_000})
+    assert big.status_code in (431, 400)  # the HTTP parser may refuse it first
+    many = server.post("/forecast", {"horizon": 1},
+                       headers={f"X-Junk-{i}": "1" for i in range(100)}, key=None)
+    assert many.status_code == 431
+    assert many.json()["limit_headers"] == 64
+    fine = server.post("/forecast", {"horizon": 1}, headers={"X-Small": "a" * 2000})
+    assert fine.status_code == 200
+
+
+def test_unknown_paths_are_logged_as_unknown_never_the_callers_path(server: Server,
+                                                                    project: Project) -> None:
+    response = server.post("/etc/passwd", {}, key=None)
+    assert response.status_code == 401
+    authenticated = server.post("/../../etc/shadow-" + "x" * 80, {})
+    with _predlog(project.home) as db:
+        rows = db.execute("SELECT endpoint FROM predictions WHERE request_id IN (?, ?)",
+                          (response.headers["x-request-id"],
+                           authenticated.headers["x-request-id"])).fetchall()
+    assert rows == [("unknown",), ("unknown",)]
+
+
+def test_a_keys_file_broken_while_running_keeps_the_last_good_keys(server: Server,
+                                                                   project: Project) -> None:
+    from serving.auth import add_key
+
+    keys_file = project.home / "state" / "api_keys.json"
+    key = add_key(keys_file, "file-app")
+    time.sleep(1.5)  # the keyring looks at the file once a second
+    assert server.post("/forecast", {"horizon": 1}, key=key).status_code == 200
+    good = keys_file.read_text()
+    keys_file.write_text(good[: len(good) // 2])  # a hand edit gone wrong
+    try:
+        time.sleep(1.5)
+        for _ in range(5):
+            started = time.monotonic()
+            assert server.post("/forecast", {"horizon": 1}, key=key).status_code == 200
+            assert server.post("/forecast", {"horizon": 1}, key="wrong").status_code == 401
+            assert server.post("/forecast", {"horizon": 1}, key=None).status_code == 401
+            assert time.monotonic() - started < 5  # never the old 60 s hang
+        with _predlog(project.home) as db:
+            alerts = db.execute("SELECT message FROM service_events "
+                                "WHERE kind = 'keys_file_invalid'").fetchall()
+        assert len(alerts) == 1 and "api_keys.json" in alerts[0][0]
+    finally:
+        keys_file.write_text(good)
 
 
 def test_schemathesis_finds_no_server_errors(server: Server) -> None:
