@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from serving.openapi import SWAGGER_PAGE, document_bytes
 from serving.predlog import RequestRecord, summary_json
 from serving.runtime import Runtime
 from serving.schemas import (
@@ -86,9 +87,12 @@ class Gateway:
     """ASGI middleware; ``runtime`` is the worker's :class:`~serving.runtime.Runtime`
     holder (a one-element list, filled when the service instance starts)."""
 
-    def __init__(self, app: Any, runtime: list[Runtime]) -> None:
+    def __init__(self, app: Any, runtime: list[Runtime],
+                 descriptions: dict[str, str] | None = None) -> None:
         self.app = app
         self._runtime = runtime
+        self._descriptions = descriptions or {}
+        self._document: tuple[str | None, bytes] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self._runtime:
@@ -97,9 +101,30 @@ class Gateway:
         runtime = self._runtime[0]
         path = scope["path"]
         if path in runtime.settings.keys.open_paths or path.startswith("/static_content/"):
+            if path in ("/docs.json", "/") and scope["method"] in ("GET", "HEAD"):
+                await self._docs(runtime, path, send)
+                return
             await self.app(scope, receive, send)
             return
         await self._guarded(runtime, scope, receive, send)
+
+    async def _docs(self, runtime: Runtime, path: str, send: Any) -> None:
+        """Our OpenAPI document (rebuilt when the served version changes) or Swagger page."""
+        if path == "/":
+            content, kind = SWAGGER_PAGE, b"text/html; charset=utf-8"
+        else:
+            store = runtime.store
+            version = store.card.version if store is not None else None
+            if self._document is None or self._document[0] != version:
+                api = {p: e for p, e in ENDPOINTS.items() if e[1] is not None}
+                self._document = (version, document_bytes(
+                    runtime.settings, store, self._descriptions,
+                    {p: e[1] for p, e in api.items()}, {p: e[2] for p, e in api.items()}))
+            content, kind = self._document[1], b"application/json"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", kind),
+                                (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
 
     async def _guarded(self, runtime: Runtime, scope: dict[str, Any], receive: Any,
                        send: Any) -> None:

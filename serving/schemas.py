@@ -209,3 +209,30 @@ class ReloadResponse(BaseModel):
     all_swapped: bool = Field(True, description="Every live worker serves `version`.")
     workers: list[WorkerVersion] = Field(default_factory=list,
                                          description="Each live worker's version.")
+
+
+# ---- error bodies (answered by serving.gateway; documented in /docs.json) ---------------
+class ErrorBody(BaseModel):
+    error: str = Field(examples=["unauthorized"])
+
+
+class ForbiddenBody(ErrorBody):
+    scope: str = Field(description="The scope the endpoint needs.", examples=["outcomes"])
+
+
+class TooLargeBody(ErrorBody):
+    limit_bytes: int
+
+
+class HeadersTooLargeBody(ErrorBody):
+    limit_headers: int
+    limit_header_bytes: int
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the field, or (body).")
+    problem: str
+
+
+class InvalidRequestBody(ErrorBody):
+    problems: list[Problem]

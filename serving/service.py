@@ -18,6 +18,7 @@ HTTP in BentoML 1.4 and miss the key): shared logic lives in plain methods of th
 from __future__ import annotations
 
 import asyncio
+import inspect
 from http import HTTPStatus
 from typing import Any
 
@@ -199,4 +200,7 @@ class CrimecastService:
                               workers=result.workers)
 
 
-CrimecastService.add_asgi_middleware(Gateway, runtime=RUNTIME)
+# The handlers' docstrings describe their operations in /docs.json (serving.openapi).
+_DESCRIPTIONS = {f"/{name}": inspect.cleandoc(CrimecastService.apis[name].doc or "")
+                 for name in ("forecast", "hotspots", "allocate", "outcomes", "model", "reload")}
+CrimecastService.add_asgi_middleware(Gateway, runtime=RUNTIME, descriptions=_DESCRIPTIONS)

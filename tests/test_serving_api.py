@@ -336,6 +336,46 @@ def test_schemathesis_finds_no_server_errors(server: Server) -> None:
     assert result.returncode == 0, result.stdout[-4000:]
 
 
+def test_openapi_document_tells_the_truth(server: Server, project: Project) -> None:
+    doc = httpx.get(server.url + "/docs.json").json()
+    assert doc["info"]["title"] == "crimecast prediction API"
+    assert doc["info"]["version"] not in ("None", "") and "dev" not in doc["info"]["title"]
+    assert doc["components"]["securitySchemes"]["ApiKeyAuth"] == {
+        "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    forecast = doc["paths"]["/forecast"]["post"]
+    assert forecast["security"] == [{"ApiKeyAuth": []}]
+    assert {"200", "401", "403", "413", "422", "431", "503"} <= set(forecast["responses"])
+    schemas = doc["components"]["schemas"]
+    assert schemas["ForecastRequest"]["properties"]["area_ids"]["nullable"] is True
+    assert schemas["HotspotsResponse"]["properties"]["hotspots"]["nullable"] is True
+    assert schemas["GroupShare"]["properties"]["ratio"]["nullable"] is True
+    categories = server.post("/model", {}).json()["categories"]
+    assert schemas["ForecastRequest"]["properties"]["category"]["enum"] == [*categories, None]
+    assert schemas["OutcomeRow"]["properties"]["category"]["enum"] == categories
+    assert schemas["OutcomeRow"]["properties"]["area_id"]["example"] in project.area_ids
+    assert schemas["OutcomesRequest"]["properties"]["outcomes"]["maxItems"] == 150
+    # the documented error bodies are the ones answered
+    from serving.schemas import ErrorBody, ForbiddenBody, HeadersTooLargeBody, InvalidRequestBody
+
+    ErrorBody.model_validate(server.post("/forecast", {}, key=None).json())
+    ForbiddenBody.model_validate(server.post("/reload", {}).json())
+    InvalidRequestBody.model_validate(server.post("/forecast", {"horizon": 9}).json())
+    HeadersTooLargeBody.model_validate(server.post(
+        "/forecast", {}, headers={f"X-{i}": "1" for i in range(80)}).json())
+
+
+def test_swagger_page_loads_no_third_party_script(server: Server) -> None:
+    import re
+
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assert "googletagmanager" not in page.text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(s.startswith("./static_content/") for s in sources)
+    for source in sources:
+        assert httpx.get(server.url + source[1:]).status_code == 200
+
+
 # ----------------------------------------------------------------- load, kill, reload
 async def _load(url: str, total: int, concurrency: int, on_progress: object = None,
                 stop: object = None) -> list[tuple[int, str | None, str | None, float]]:
@@ -436,3 +476,60 @@ def test_alias_poller_follows_a_rollback_without_a_reload_call(server: Server,
             break
         time.sleep(0.5)
     assert server.post("/forecast", {"horizon": 1}).json()["model_version"] == project.champion
+
+
+# ------------------------------------------------------------------- several workers
+def _live_workers(home: Path, db_name: str) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(home / "state" / db_name) as db:
+        return db.execute("SELECT worker_id, version FROM serving_workers WHERE heartbeat_at > "
+                          "datetime('now', '-5 seconds')").fetchall()
+
+
+def test_reload_reaches_every_worker_and_revocation_too(project: Project) -> None:
+    """workers: 2 — after /reload returns, 200 requests on fresh connections all get the
+    new version; a revoked key is refused by both workers within the stated second."""
+    from crimecast.lifecycle.registry import set_alias
+    from serving.auth import add_key, revoke_key
+
+    db_name = "predlog-two-workers.db"
+    two = start_server(project.home, "two_workers", workers="2",
+                       predlog__url=f"sqlite:///state/{db_name}")
+    try:
+        deadline = time.monotonic() + 60
+        while len(_live_workers(project.home, db_name)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(_live_workers(project.home, db_name)) == 2
+        before = {two.post("/forecast", {"horizon": 1}).json()["model_version"]
+                  for _ in range(20)}
+        new_version = _register(project.home, "seasonal_naive", project.panel, project.graph,
+                                None)
+        assert new_version not in before
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CRIMECAST_HOME", str(project.home))
+            set_alias("champion", new_version, reason="two-worker reload test")
+        answer = two.post("/reload", {}, key=ADMIN_KEY)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["all_swapped"] is True and body["version"] == new_version
+        assert len(body["workers"]) == 2
+        assert {w["version"] for w in body["workers"]} == {new_version}
+        answers = [two.post("/forecast", {"horizon": 1}) for _ in range(200)]  # fresh connections
+        assert {(a.status_code, a.json()["model_version"]) for a in answers} == {
+            (200, new_version)}
+        workers = {two.post("/model", {}).json()["worker_id"] for _ in range(40)}
+        assert len(workers) == 2  # both workers really answered
+
+        keys_file = project.home / "state" / "api_keys.json"
+        key = add_key(keys_file, "short-lived")
+        time.sleep(1.5)
+        assert {two.post("/forecast", {"horizon": 1}, key=key).status_code
+                for _ in range(20)} == {200}
+        revoke_key(keys_file, "short-lived")
+        time.sleep(1.5)  # REFRESH_SECONDS = 1
+        assert {two.post("/forecast", {"horizon": 1}, key=key).status_code
+                for _ in range(40)} == {401}
+    finally:
+        two.kill()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CRIMECAST_HOME", str(project.home))
+            set_alias("champion", project.champion, reason="two-worker reload test done")
