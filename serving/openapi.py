@@ -137,8 +137,10 @@ def _constrain(components: dict[str, Any], store: Any, settings: ServingSettings
     hotspots = props("HotspotsRequest")
     if "k" in hotspots:
         hotspots["k"]["maximum"] = limits.max_hotspots
-        # k and area_share exclude each other
-        components["HotspotsRequest"]["not"] = {"required": ["k", "area_share"]}
+        # k and area_share exclude each other (null counts as not given)
+        components["HotspotsRequest"]["not"] = {
+            "required": ["k", "area_share"],
+            "properties": {"k": {"type": "integer"}, "area_share": {"type": "number"}}}
     allocate = props("AllocateRequest")
     if "units" in allocate:
         allocate["units"]["maximum"] = limits.max_units
@@ -189,7 +191,9 @@ def build_document(settings: ServingSettings, store: Any, descriptions: dict[str
             },
         }
         if request is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {
+            # The gateway reads an empty body as {}: required only when a field is.
+            required = any(f.is_required() for f in request.model_fields.values())
+            operation["requestBody"] = {"required": required, "content": {"application/json": {
                 "schema": {"$ref": refs[(request, "validation")]["$ref"]}}}}
         paths[path] = {"post": operation}
     for path, text in HEALTH.items():
