@@ -160,7 +160,6 @@ class Gateway:
             await reply(401, {"error": "unauthorized"})
             return
         info["key_name"] = key.name
-        info["scopes"] = key.scopes
         if not key.allows(needed):
             await reply(403, {"error": f"forbidden: this endpoint needs a key with the "
                                        f"'{needed}' scope", "scope": needed})
