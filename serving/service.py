@@ -26,6 +26,7 @@ import bentoml
 import bentoml._internal.server.http.traffic as bentoml_traffic
 
 from crimecast.errors import USER_ERROR_EXIT, CrimecastError, report
+from serving import httplimits
 from serving.auth import check_keys
 from serving.gateway import ENDPOINTS, SCOPE_KEY, Gateway, RequestTimeout
 from serving.predlog import Outcome
@@ -67,6 +68,8 @@ SETTINGS = _settings_or_exit()
 # (see serving.gateway.RequestTimeout for the stall it caused).
 if hasattr(bentoml_traffic, "TimeoutMiddleware"):
     bentoml_traffic.TimeoutMiddleware = RequestTimeout
+# Bound request headers in the HTTP parser (serving.httplimits), before they are buffered.
+httplimits.install(SETTINGS.limits.max_header_bytes, SETTINGS.limits.max_headers)
 # Filled by the service instance at startup; the gateway reads it (same worker process).
 RUNTIME: list[Runtime] = []
 
