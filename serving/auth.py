@@ -325,8 +325,9 @@ class KeyRing:
                 raise
             if mtime != self._bad_mtime:
                 self._bad_mtime = mtime
-                message = (f"{exc}; still using the last good key set "
-                           f"({len(self._keys)} keys)")
+                changed = datetime.fromtimestamp((mtime or 0) / 1e9, UTC)
+                message = (f"{exc} (file changed {changed.isoformat(timespec='milliseconds')});"
+                           " still using the last good key set")
                 log.error("API keys file is invalid: %s", message)
                 if self.on_invalid is not None:
                     try:

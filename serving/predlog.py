@@ -416,12 +416,21 @@ class PredictionLog:
         """Append observed counts to the ``outcomes`` ledger (the latest per key wins)."""
         return self.append(OUTCOMES, [o.as_row() for o in outcomes], key_name, request_id)
 
-    def record_event(self, kind: str, message: str, worker_id: str | None = None
-                     ) -> concurrent.futures.Future[None]:
-        """Append an operational alert to ``service_events``."""
+    def record_event(self, kind: str, message: str, worker_id: str | None = None,
+                     once: bool = False) -> concurrent.futures.Future[None]:
+        """Append an operational alert to ``service_events``; with ``once``, not when the
+        same kind and message is already there (several workers see the same fault)."""
+        table = self.tables.events
         row = {"ts": datetime.now(UTC), "worker_id": worker_id, "kind": kind,
                "message": message[:4000]}
-        return self._put("call", lambda conn: _execute(conn, self.tables.events.insert(), [row]))
+
+        def write(conn: Connection) -> None:
+            if once and conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                    table.c.kind == kind, table.c.message == row["message"])).scalar_one():
+                return
+            conn.execute(table.insert(), [row])
+
+        return self._put("call", write)
 
     # -- the shared model-version signal ----------------------------------------------
     def publish_version(self, alias: str, version: str, requested_by: str | None

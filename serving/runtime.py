@@ -163,7 +163,7 @@ class Runtime:
 
     def _keys_alert(self, message: str) -> None:
         if self.predlog is not None:
-            self.predlog.record_event("keys_file_invalid", message, self.worker_id)
+            self.predlog.record_event("keys_file_invalid", message, self.worker_id, once=True)
 
     # -- reload ----------------------------------------------------------------------
     def reload_local(self, target: str | None = None) -> ReloadResult:

@@ -164,3 +164,20 @@ def test_monitoring_reads_the_latest_outcomes_through_the_view(tmp_path: Path) -
         log.close()
     _, outcomes = read_prediction_log(url)  # an absolute path: sqlite:////tmp/...
     assert outcomes[["area_id", "count"]].to_dict("records") == [{"area_id": "a", "count": 6}]
+
+
+def test_an_alert_seen_by_several_workers_is_recorded_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'predlog.db'}"
+    workers = [PredictionLog(url), PredictionLog(url)]
+    try:
+        for number, log in enumerate(workers):
+            log.record_event("keys_file_invalid", "bad file (changed T1)", f"w{number}",
+                             once=True).result()
+        workers[0].record_event("keys_file_invalid", "bad file (changed T2)", "w0",
+                                once=True).result()
+        with workers[0].engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT message FROM service_events").all()
+    finally:
+        for log in workers:
+            log.close()
+    assert [r[0] for r in rows] == ["bad file (changed T1)", "bad file (changed T2)"]
