@@ -189,7 +189,9 @@ def read_prediction_log(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         url = f"sqlite:///{db}"
     engine = sa.create_engine(url)
     try:
-        tables = set(sa.inspect(engine).get_table_names())
+        inspector = sa.inspect(engine)
+        # outcomes is a view (latest value per key) over outcomes_history
+        tables = set(inspector.get_table_names()) | set(inspector.get_view_names())
         served = outcomes = pd.DataFrame()
         with engine.connect() as conn:
             if "served_forecasts" in tables:

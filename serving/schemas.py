@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
-    # Unknown fields are mistakes (a typo'd "horizen" must not silently mean the default).
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are mistakes (a typo'd "horizen" must not silently mean the default),
+    # and so are values of the wrong JSON type: "1" or true is not a horizon.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Horizon = Field(1, ge=1, le=4, description="Weeks ahead of the last observed week (1-4).")
@@ -62,7 +63,8 @@ class AllocateRequest(_Strict):
 
 
 class OutcomeRow(_Strict):
-    week: date = Field(..., description="Monday of the observed week (not in the future).")
+    week: date = Field(..., description="Monday of a finished week, not before the data's "
+                                        "first week.")
     area_id: str
     category: str
     count: int = Field(..., ge=0, le=1_000_000)
@@ -177,6 +179,8 @@ class ModelCard(BaseModel):
     version: str
     alias: str
     data_version: str | None
+    first_observed_week: date | None = Field(
+        None, description="First week of the training data; outcomes before it are refused.")
     last_observed_week: date
     trained_at: str | None
     backtest_metrics: dict[str, Any]
@@ -190,9 +194,45 @@ class ModelResponse(ModelCard):
     areas: int
     categories: list[str]
     horizons: list[int]
+    worker_id: str | None = Field(None, description="The worker process that answered.")
+
+
+class WorkerVersion(BaseModel):
+    worker_id: str
+    version: str | None
 
 
 class ReloadResponse(BaseModel):
     previous_version: str | None
     version: str
-    changed: bool
+    changed: bool = Field(description="Whether the worker that answered swapped.")
+    all_swapped: bool = Field(True, description="Every live worker serves `version`.")
+    workers: list[WorkerVersion] = Field(default_factory=list,
+                                         description="Each live worker's version.")
+
+
+# ---- error bodies (answered by serving.gateway; documented in /docs.json) ---------------
+class ErrorBody(BaseModel):
+    error: str = Field(examples=["unauthorized"])
+
+
+class ForbiddenBody(ErrorBody):
+    scope: str = Field(description="The scope the endpoint needs.", examples=["outcomes"])
+
+
+class TooLargeBody(ErrorBody):
+    limit_bytes: int
+
+
+class HeadersTooLargeBody(ErrorBody):
+    limit_headers: int
+    limit_header_bytes: int
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the field, or (body).")
+    problem: str
+
+
+class InvalidRequestBody(ErrorBody):
+    problems: list[Problem]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +192,19 @@ class ForecastStore:
             return [{"field": "outcomes", "problem": f"{len(request.outcomes)} rows; at most "
                                                      f"{limits.max_outcomes} per request"}]
         found: list[dict[str, str]] = []
-        today = datetime.now(UTC).date()
+        # A week (Monday to Sunday) is finished once its Sunday is over everywhere.
+        last_finished = datetime.now(UTC).date() - timedelta(days=8)
+        first = self.card.first_observed_week
         for i, row in enumerate(request.outcomes):
             where = f"outcomes[{i}]"
             if row.week.weekday() != 0:
                 found.append({"field": f"{where}.week", "problem": f"{row.week} is not a Monday"})
-            elif row.week > today:
-                found.append({"field": f"{where}.week", "problem": f"{row.week} is in the future"})
+            elif row.week > last_finished:
+                found.append({"field": f"{where}.week", "problem": f"the week of {row.week} "
+                              "is not finished yet (or is in the future)"})
+            elif first is not None and row.week < first:
+                found.append({"field": f"{where}.week", "problem": f"{row.week} is before the "
+                              f"data's first week {first}"})
             if row.area_id not in self.area_index:
                 found.append({"field": f"{where}.area_id",
                               "problem": f"unknown area id {row.area_id!r}"})
@@ -304,18 +310,23 @@ class ForecastStore:
 
 
 def card_from_metadata(metadata: dict[str, Any], version: str, alias: str,
-                       forecast: pd.DataFrame) -> ModelCard:
-    """A :class:`ModelCard` from the pyfunc's ``metadata`` dict (written by crimecast.lifecycle.tracking); the last
-    observed week falls back to one week before the earliest target week."""
+                       forecast: pd.DataFrame, first_week: date | None = None) -> ModelCard:
+    """A :class:`ModelCard` from the pyfunc's ``metadata`` dict (written by
+    crimecast.lifecycle.tracking); the last observed week falls back to one week before the
+    earliest target week, the first observed week to ``first_week`` (models trained before
+    it was recorded: the panel artifact's first week, when there is one)."""
     last = metadata.get("last_observed_week")
     if last:
         last_week = pd.Timestamp(last).date()
     else:
         first_target = pd.to_datetime(forecast["week"]).min()
         last_week = (first_target - pd.Timedelta(weeks=1)).date()
+    first = metadata.get("first_observed_week")
     return ModelCard(
         model_name=str(metadata.get("model_name", "unknown")), version=str(version),
-        alias=alias, data_version=metadata.get("data_version"), last_observed_week=last_week,
+        alias=alias, data_version=metadata.get("data_version"),
+        first_observed_week=pd.Timestamp(first).date() if first else first_week,
+        last_observed_week=last_week,
         trained_at=metadata.get("trained_at"),
         backtest_metrics=dict(metadata.get("backtest_metrics") or {}),
         city=metadata.get("city"))

@@ -223,6 +223,7 @@ def train_and_register(
             "model_params": {k: _param_text(v) for k, v in full_params.items()},
             "data_version": versions["version"],
             "data_md5": {k: v for k, v in versions.items() if k != "version"},
+            "first_observed_week": str(panel.weeks[0].date()),
             "last_observed_week": str(panel.last_week.date()),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "backtest_metrics": metrics,
