@@ -277,6 +277,7 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
     reference_mae = (metrics.mae(ref_scored["actual"], ref_scored["mean"])
                      if len(ref_scored) else None)
     observed = weekly.dropna(subset=["mae"])
+    exempt = disparity.exempt_groups()
     return {
         "generated_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "source": source, "model": model,
@@ -287,6 +288,8 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
             "week": pd.Timestamp(last["week"]).date().isoformat(),
             "drift_share": float(last["drift_share"]),
             "drifted_columns": [c for c in str(last["drifted_columns"]).split(",") if c],
+            "static_drifted": [c for c in str(last.get("static_drifted", "")).split(",")
+                               if c and c != "nan"],
             "dataset_drift": bool(last["dataset_drift"]),
             "prediction_drifted": bool(last["prediction_drifted"]),
             "prediction_drift_score": float(last["prediction_drift_score"]),
@@ -299,8 +302,11 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
             "weeks_with_dataset_drift": int(weekly["dataset_drift"].sum()),
         },
         "groups": _records(window_groups),
-        "disparity_breaches": disparity.band_breaches(window_groups, settings.disparity),
+        "exempt_groups": exempt,
+        "disparity_breaches": disparity.band_breaches(window_groups, settings.disparity,
+                                                      exempt=exempt),
         "thresholds": {"drift_share": settings.drift.drift_share,
+                       "prediction_threshold": settings.drift.prediction_threshold,
                        "band": list(settings.disparity.band),
                        "mae_ratio_max": settings.errors.mae_ratio_max,
                        "coverage80_min": settings.errors.coverage80_min},

@@ -221,26 +221,44 @@ def rollback(
                      f"v{record['champion_version']}; appended to {_audit()}")
 
 
+def _versions(record: dict[str, Any]) -> str:
+    changes = record.get("alias_changes") or []
+    if changes:
+        return ", ".join(f"@{c['alias']} {_version(c.get('from'))}→{_version(c.get('to'))}"
+                         for c in changes)
+    challenger, champion = record.get("challenger_version"), record.get("champion_version")
+    if record.get("event") == "promote":
+        return f"{_version(challenger)} vs {record.get('reference') or _version(champion)}"
+    return _version(challenger or champion)
+
+
 @models_app.command("history")
 def history(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the audit records as JSON lines.")] = False,
 ) -> None:
-    """Every alias change (register, promote, rollback), oldest first, from the audit log."""
+    """Every decision, oldest first, from the audit log: registrations, promotions AND
+    refusals, rollbacks, and alias changes made outside crimecast (`manual`)."""
     from rich.table import Table
 
-    from crimecast.lifecycle.audit import alias_history
+    from crimecast.lifecycle.audit import read_audit
 
-    changes = alias_history()
+    records = read_audit()
     if as_json:
-        for change in changes:
-            typer.echo(json.dumps(change, default=str))
+        for record in records:
+            typer.echo(json.dumps(record, default=str))
         return
-    table = Table(title=f"Alias history ({_audit()})")
-    for column in ("when (UTC)", "who", "event", "alias", "from", "to", "reason"):
+    table = Table(title=f"Decisions ({_audit()})")
+    for column in ("when (UTC)", "who", "event", "decision", "versions", "reason"):
         table.add_column(column, overflow="fold")
-    for c in changes:
-        table.add_row(str(c["at"])[:19], str(c["actor"]), str(c["event"]), f"@{c['alias']}",
-                      _version(c["from"]), _version(c["to"]), str(c.get("reason") or "")[:120])
+    for r in records:
+        decision = str(r.get("decision") or "")
+        style = {"refused": "yellow", "manual": "bold red", "promoted": "green"}.get(decision)
+        table.add_row(str(r.get("at"))[:19], str(r.get("actor")), str(r.get("event")),
+                      f"[{style}]{decision}[/]" if style else decision, _versions(r),
+                      str(r.get("reason") or "")[:300])
+    if not records:
+        typer.echo(f"no decisions recorded yet in {_audit()}")
+        return
     _console().print(table)
 
 
