@@ -120,7 +120,7 @@ def _drift_metrics(inputs: list[str], settings: DriftSettings, preset: bool) -> 
 
 def drift_report(current: pd.DataFrame, reference: pd.DataFrame, settings: DriftSettings,
                  timestamp: datetime | None = None, tags: list[str] | None = None,
-                 full: bool = False):
+                 full: bool = False, name: str | None = None):
     """Run one week's Evidently report; returns ``(snapshot, DriftResult)``.
 
     ``current``: one week's monitoring frame; ``reference``: the reference window's
@@ -143,7 +143,7 @@ def drift_report(current: pd.DataFrame, reference: pd.DataFrame, settings: Drift
     snapshot = Report(metrics, include_tests=True).run(
         Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
         Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition),
-        timestamp=timestamp, tags=tags or [],
+        timestamp=timestamp, tags=tags or [], name=name,
     )
     week = pd.Timestamp(current["week"].iloc[0]) if "week" in current else pd.Timestamp(timestamp)
     return snapshot, parse_snapshot(snapshot.dict(), week, inputs, settings.drift_share,

@@ -109,11 +109,14 @@ def test_dashboard_renders_panels_with_data(evidently_ui, browser):
 
     WebDriverWait(browser, 120, poll_frequency=1).until(plotted)
     text = browser.find_element(By.TAG_NAME, "body").text
-    for title in ("Drift share of model inputs over time",
-                  "Disparity: hotspot flags per incident vs city",
-                  "Allocation exposure: share of flagged hotspots by group"):
+    for title in ("Share of recent-crime inputs that drifted, by week",
+                  "Groups outside the fair band (latest week; 0 = pass)",
+                  "Census inputs (static: outside the drift share), by week",
+                  "Disparity: hotspot flags per recorded crime vs city, by week",
+                  "Patrol units handed out by /allocate: share by group"):
         assert title in text
-    assert "band high" in text  # the disparity band is drawn
+    # The band's limits and the drift alert threshold are drawn as labelled lines.
+    assert "fair band: upper limit" in text and "alert threshold" in text
     time.sleep(1)  # let the line-drawing animation finish before the screenshot
     assert _save(browser, "dashboard.png").stat().st_size > 10_000
 
