@@ -24,6 +24,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def ensure_port_free(host: str, port: int, flag: str = "--port") -> None:
+    """Raise a one-line :class:`~crimecast.errors.CrimecastError` when ``host:port`` cannot
+    be bound (another server is on it), before a server is started on it."""
+    from crimecast.errors import CrimecastError
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CrimecastError(f"port {port} on {host} is busy ({exc.strerror})",
+                                 hint=f"stop what is using it, or pick another port with "
+                                      f"{flag} N") from None
+
+
 def wait_until_ready(url: str, process: subprocess.Popen, log: Path | None = None,
                      name: str = "server", timeout_s: float = 120.0) -> None:
     """Poll ``url`` until it answers 200. Raises with the log's tail if the process exits

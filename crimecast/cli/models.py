@@ -22,6 +22,12 @@ app.add_typer(models_app, name="models")
 Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit log (default: $USER).")]
 
 
+def _names() -> str:
+    from crimecast.forecast.models import MODEL_NAMES
+
+    return ", ".join(MODEL_NAMES)
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -30,7 +36,8 @@ def _console() -> Any:
 
 @app.command()
 def train(
-    model: Annotated[str | None, typer.Option(help="Model name (default: models.yaml default_model).")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Model to train, one of: {_names()} "
+                                                   "(default: models.yaml default_model).")] = None,
     actor: Actor = None,
 ) -> None:
     """Backtest and fit a model, log it to MLflow, register it as @challenger.
@@ -38,9 +45,18 @@ def train(
     Hyperparameters: configs/models.yaml overlaid with artifacts/best_params.json when it
     was tuned for the same model. Writes artifacts/train_run.json.
     """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from crimecast.forecast.models import model_class
     from training import train as stage
 
-    payload = stage.run(model, actor)
+    if model is not None:
+        model_class(model)  # an unknown name is one line, before any work
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=_console(), transient=True) as bar:
+        bar.add_task(f"training {model or 'the default model'}: rolling backtest, then the "
+                     "final fit and the MLflow log (a few minutes on a laptop)", total=None)
+        payload = stage.run(model, actor)
     metrics = payload["metrics"]
     _console().print(
         f"[green]registered[/] {payload['model_name']} as version {payload['version']} "
@@ -53,7 +69,7 @@ def train(
 @app.command()
 def tune(
     trials: Annotated[int | None, typer.Option(help="Trials to run in this process (default: tuning.yaml).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model to tune (default: tuning.yaml model).")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Model to tune, one of: {_names()} (default: tuning.yaml model).")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL, e.g. postgresql+psycopg://... (default: SQLite state/optuna.db).")] = None,
     study: Annotated[str | None, typer.Option(help="Study name; workers with the same name share trials.")] = None,
 ) -> None:

@@ -9,11 +9,24 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 app = typer.Typer()
+
+
+class Source(str, Enum):
+    auto = "auto"
+    predlog = "predlog"
+    replay = "replay"
+
+
+def _model_names() -> str:
+    from crimecast.forecast.models import MODEL_NAMES
+
+    return ", ".join(("champion", *MODEL_NAMES))
 monitor_app = typer.Typer(help="Drift, accuracy and disparity monitoring with Evidently.",
                           no_args_is_help=True)
 simulate_app = typer.Typer(help="Simulations of how forecasts shape the data they learn from.",
@@ -33,13 +46,13 @@ def run(
     weeks: int = typer.Option(None, "--weeks", "-n", min=1,
                               help="Monitor the last N weeks (default: replay_weeks in "
                                    "configs/monitoring.yaml)."),
-    source: str = typer.Option("auto", help="auto | predlog | replay: served forecasts and "
-                                            "outcomes from the prediction log, or a replay "
-                                            "of the panel's last weeks (auto: the log when "
-                                            "it has forecasts)."),
-    model: str = typer.Option(None, help="Forecaster for replay and the reference window: a "
-                                         "crimecast.forecast.models name or 'champion' (default: "
-                                         "replay_model in the config)."),
+    source: Source = typer.Option(Source.auto, help="predlog: served forecasts and outcomes "
+                                                    "from the prediction log; replay: the "
+                                                    "panel's last weeks; auto: the log when it "
+                                                    "has forecasts."),
+    model: str = typer.Option(None, help="Forecaster for replay and the reference window, one "
+                                         f"of: {_model_names()} (default: replay_model in "
+                                         "configs/monitoring.yaml)."),
     workspace: bool = typer.Option(True, help="Store weekly runs in the Evidently workspace."),
 ) -> None:
     """Produce weekly Evidently reports (input drift, prediction drift, regression quality)
@@ -51,9 +64,13 @@ def run(
     from monitoring.run import monitor, write_outputs
     from monitoring.workspace import OversightWorkspace
 
-    if source not in ("auto", "predlog", "replay"):
-        raise typer.BadParameter(f"--source must be auto, predlog or replay, got {source!r}")
     settings = _settings()
+    source = Source(source).value
+    if model is not None:
+        from crimecast.forecast.models import model_class
+
+        if model != "champion":
+            model_class(model)  # an unknown name is one line, before any work
     _detect_manual_alias_changes()
     panel, graph = Panel.load(), AreaGraph.load()
     out_dir = settings.path("output_dir")
@@ -224,9 +241,13 @@ def ui(
     settings = _settings()
     directory = settings.path("workspace_dir")
     if not directory.exists():
-        typer.secho(f"error: workspace {directory} not found; run `crimecast monitor run` first",
-                    fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        from crimecast.errors import CrimecastError
+
+        raise CrimecastError(f"workspace {directory} not found",
+                             hint="run `crimecast monitor run` first")
+    from crimecast.localserver import ensure_port_free
+
+    ensure_port_free(host, port)
     typer.echo(f"Evidently UI for {directory} on http://{host}:{port} (Ctrl-C to stop)",
                err=True)
     executable = str(Path(sys.executable).with_name("evidently"))

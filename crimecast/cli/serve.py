@@ -33,6 +33,9 @@ def serve(
     settings = ServingSettings.load()
     host = host or settings.host
     port = port or settings.port
+    from crimecast.localserver import ensure_port_free
+
+    ensure_port_free(host, port)
     env = dict(os.environ)
     if workers:
         env["CRIMECAST_SERVING__WORKERS"] = str(workers)
