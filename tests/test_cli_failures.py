@@ -20,7 +20,7 @@ def _run(args: list[str], home: Path | str, cwd: Path) -> subprocess.CompletedPr
     env = {**os.environ, "CRIMECAST_HOME": str(home), "PYTHONPATH": str(REPO), "COLUMNS": "250"}
     env.pop("CRIMECAST_DEBUG", None)
     return subprocess.run([CRIMECAST, *args], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def _one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:

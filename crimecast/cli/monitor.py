@@ -11,6 +11,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -46,10 +47,10 @@ def run(
     weeks: int = typer.Option(None, "--weeks", "-n", min=1,
                               help="Monitor the last N weeks (default: replay_weeks in "
                                    "configs/monitoring.yaml)."),
-    source: Source = typer.Option(Source.auto, help="predlog: served forecasts and outcomes "
-                                                    "from the prediction log; replay: the "
-                                                    "panel's last weeks; auto: the log when it "
-                                                    "has forecasts."),
+    source: Annotated[Source, typer.Option(help="predlog: served forecasts and outcomes from "
+                                                "the prediction log; replay: the panel's last "
+                                                "weeks; auto: the log when it has forecasts."
+                                           )] = Source.auto,
     model: str = typer.Option(None, help="Forecaster for replay and the reference window, one "
                                          f"of: {_model_names()} (default: replay_model in "
                                          "configs/monitoring.yaml)."),
