@@ -71,18 +71,20 @@ def _alert(kind: str, subject: str, message: str, **details: Any) -> dict[str, A
 
 def evaluate(summary: dict[str, Any] | None, settings: MonitoringSettings,
              exempt: list[str] | None = None,
-             manual: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+             manual: Iterable[dict[str, Any]] = (), group_rule: str = "majority"
+             ) -> list[dict[str, Any]]:
     """Alerts raised by one monitoring summary (``state/monitoring/summary.json``; None
     when there is none yet) and by the audit log's ``manual`` records.
 
     ``exempt``: labels never alerted on for disparity (default: the gate's
-    ``exempt_groups``). Each alert has ``id``, ``kind``, ``message`` (plain words),
+    ``exempt_groups``); ``group_rule``: how groups were labelled (configs/data.yaml
+    ``groups.rule``), for the words (``Hispanic-majority``). Each alert has ``id``, ``kind``, ``message`` (plain words),
     ``next_step``, ``value``/``threshold`` and details; an empty list means everything is
     inside its band.
     """
     alerts: list[dict[str, Any]] = []
     if summary is not None:
-        alerts += _summary_alerts(summary, settings, exempt)
+        alerts += _summary_alerts(summary, settings, exempt, group_rule)
     for record in manual:
         for change in record.get("alias_changes") or []:
             was = f"version {change['from']}" if change.get("from") else "no model"
@@ -97,8 +99,9 @@ def evaluate(summary: dict[str, Any] | None, settings: MonitoringSettings,
 
 
 def _summary_alerts(summary: dict[str, Any], settings: MonitoringSettings,
-                    exempt: list[str] | None) -> list[dict[str, Any]]:
+                    exempt: list[str] | None, group_rule: str) -> list[dict[str, Any]]:
     from monitoring.disparity import exempt_groups
+    from monitoring.glossary import group_words
 
     exempt = exempt_groups() if exempt is None else exempt
     alerts: list[dict[str, Any]] = []
@@ -137,7 +140,8 @@ def _summary_alerts(summary: dict[str, Any], settings: MonitoringSettings,
         more = "more" if breach["direction"] == "above" else "fewer"
         alerts.append(_alert(
             "disparity", f"{breach['group']}:{breach['direction']}",
-            (f"Areas labelled '{breach['group']}' received {value:.2f}× the hotspot flags "
+            (f"{group_words(breach['group'], group_rule)} areas received {value:.2f}× the "
+             "hotspot flags "
              f"their share of recorded crime would suggest ({more} than the allowed "
              f"{low:g}–{high:g}×) over the weeks {weeks[0]} to {weeks[-1]}."),
             group=breach["group"], ratio=breach["ratio"], value=value, threshold=[low, high],

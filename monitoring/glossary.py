@@ -99,6 +99,17 @@ TERMS: dict[str, tuple[str, str]] = {
 }
 
 
+def group_words(group: str, rule: str) -> str:
+    """A group label as a reader says it: ``Hispanic-majority``, ``mixed (no majority)``."""
+    if group == "unknown":
+        return "no residents (unknown)"
+    if group == "mixed":
+        return "mixed (no majority)"
+    if rule == "income_tercile":
+        return f"{group}-income"
+    return f"{group.capitalize()}-majority"
+
+
 def _fill(text: str, context: dict[str, Any]) -> str:
     return text.format(**{k: context.get(k, "") for k in
                           ("unit", "units", "floor", "low", "high", "exempt_text")})

@@ -42,7 +42,7 @@ import pandas as pd
 from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
 from crimecast.data.settings import DataSettings
 from monitoring.areamap import count_class_index, count_labels, map_figure, risk_classes, suppress
-from monitoring.glossary import GLOSSARY_FILE, glossary_page, term
+from monitoring.glossary import GLOSSARY_FILE, glossary_page, group_words, term
 from monitoring.settings import MonitoringSettings
 
 __all__ = ["build_report", "count_class", "map_layers", "risk_classes", "suppress"]
@@ -64,17 +64,6 @@ def group_colours(groups: list[str]) -> dict[str, str]:
     colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(ordered)}
     colours["unknown"] = "#999999"
     return colours
-
-
-def group_words(group: str, rule: str) -> str:
-    """A group label as a reader says it: ``Hispanic-majority``, ``mixed (no majority)``."""
-    if group == "unknown":
-        return "no residents (unknown)"
-    if group == "mixed":
-        return "mixed (no majority)"
-    if rule == "income_tercile":
-        return f"{group}-income"
-    return f"{group.capitalize()}-majority"
 
 
 def next_week_forecast(panel: Panel, graph: AreaGraph) -> tuple[str, pd.DataFrame]:

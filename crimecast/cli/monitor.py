@@ -147,7 +147,10 @@ def check(
         typer.secho(f"error: {summary_path} not found; run `crimecast monitor run` first",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    alerts = evaluate(summary, settings, exempt_groups(), manual)
+    from crimecast.data.settings import DataSettings
+
+    alerts = evaluate(summary, settings, exempt_groups(), manual,
+                      DataSettings.load().groups.rule)
     statuses = reconcile(settings.path("alert_status_path"), alerts)
     weeks = f"weeks {summary['weeks'][0]} to {summary['weeks'][-1]}" if summary else "the registry"
     if not alerts:
