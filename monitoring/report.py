@@ -173,7 +173,9 @@ class Page:
         for row in rows:
             cells = "".join(f"<td>{_cell(row.get(key))}</td>" for key, _ in columns)
             body.append(f"<tr>{cells}</tr>")
-        self.csv[name] = pd.DataFrame([{_plain(title): row.get(key) for key, title in columns}
+        self.csv[name] = pd.DataFrame([{_plain(title): _plain(v) if isinstance(v := row.get(key),
+                                                                               _Html) else v
+                                        for key, title in columns}
                                        for row in rows], columns=[_plain(t) for _, t in columns])
         table = (f"<div class='scroll'><table>{caption}<thead><tr>{head}</tr></thead>"
                  f"<tbody>{''.join(body)}</tbody></table></div>")
