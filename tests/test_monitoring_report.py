@@ -161,3 +161,28 @@ def test_published_outputs_pass_the_privacy_scan(published, synthetic_city):
     leak = published / "leak.html"
     leak.write_text(f"<p>api_key={SECRET}</p>")
     assert scan_for_leaks([leak])
+
+
+def test_exposure_table_reads_in_words(published, tmp_path):
+    from crimecast.paths import resolve
+    from monitoring.report import build_report
+    from monitoring.settings import MonitoringSettings
+
+    settings = MonitoringSettings.load()
+    exposure = pd.DataFrame({
+        "week": ["2023-04-24", "2023-04-24"], "kind": ["patrol", "patrol"],
+        "group": ["black", "white"], "requests": [2, 2], "units": [6.0, 4.0],
+        "units_share": [0.6, 0.4], "risk_share": [0.5, 0.5], "resident_share": [0.3, 0.7],
+        "units_vs_risk": [1.2, 0.8]})
+    target = resolve(settings.output_dir) / "exposure.csv"
+    saved = target.read_text()
+    try:
+        exposure.to_csv(target, index=False)
+        build_report(settings, tmp_path)
+    finally:
+        target.write_text(saved)
+    page = (tmp_path / "index.html").read_text()
+    assert "Black-majority tracts got 60% of the patrol units, with 50% of the forecast risk " \
+           "and 30% of the residents." in page
+    table = pd.read_csv(tmp_path / "tables" / "exposure.csv")
+    assert list(table["share handed out"]) == ["60%", "40%"]
