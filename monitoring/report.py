@@ -621,6 +621,25 @@ def render_html(context: dict[str, Any]) -> tuple[str, dict[str, pd.DataFrame]]:
     return head + "\n".join(page.parts) + "</main></body></html>", page.csv
 
 
+def _current_alerts(settings: MonitoringSettings) -> dict[str, dict[str, Any]]:
+    """Every alert's latest status, with the wording of the latest check that raised it
+    (numbers change from check to check; the status keeps who and when)."""
+    from monitoring.alerts import read_statuses
+
+    statuses = read_statuses(settings.path("alert_status_path"))
+    log = settings.path("alerts_path")
+    if log.exists():
+        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        try:
+            latest = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:
+            latest = {}
+        for alert in latest.get("alerts", []):
+            if alert.get("id") in statuses:
+                statuses[alert["id"]] = {**statuses[alert["id"]], "message": alert["message"]}
+    return statuses
+
+
 def _stale_days(last_week: pd.Timestamp, today: date, limit: int) -> int | None:
     """Days since the last recorded week ended, when more than ``limit``; else None."""
     age = (pd.Timestamp(today) - (last_week + pd.Timedelta(days=7))).days
@@ -637,8 +656,6 @@ def build_report(settings: MonitoringSettings, directory: Path,
     from crimecast.io import write_csv, write_text
     from crimecast.lifecycle.audit import read_audit
     from crimecast.lifecycle.gate import PromotionSettings, policy_text
-    from monitoring.alerts import read_statuses
-
     panel, graph = Panel.load(), AreaGraph.load()
     areas = gpd.read_parquet(ARTIFACTS.areas)
     label, forecast = next_week_forecast(panel, graph)
@@ -692,7 +709,7 @@ def build_report(settings: MonitoringSettings, directory: Path,
         "disparity_chart": (disparity_chart(groups, settings.disparity.band, exempt, rule)
                             if groups is not None else ""),
         "exempt": exempt, "exposure": exposure,
-        "alerts": read_statuses(settings.path("alert_status_path")),
+        "alerts": _current_alerts(settings),
         "audit": read_audit(settings.path("audit_path")), "policy": policy_text(promotion),
         "simulation": simulation, "simulation_plot": simulation_plot,
         "data_note": (f"Weekly recorded incidents per {unit} from {first.date()} to "

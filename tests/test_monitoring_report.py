@@ -186,3 +186,28 @@ def test_exposure_table_reads_in_words(published, tmp_path):
            "and 30% of the residents." in page
     table = pd.read_csv(tmp_path / "tables" / "exposure.csv")
     assert list(table["share handed out"]) == ["60%", "40%"]
+
+
+def test_alerts_show_status_who_when_and_next_step(published, tmp_path):
+    from monitoring.alerts import alert_record, append_alerts, evaluate, reconcile, set_status
+    from monitoring.report import build_report
+    from monitoring.settings import MonitoringSettings
+
+    settings = MonitoringSettings.load()
+    summary = json.loads((settings.path("output_dir") / "summary.json").read_text())
+    summary["latest"].update(prediction_drifted=True, prediction_drift_score=0.42)
+    alerts = [a for a in evaluate(summary, settings) if a["kind"] == "forecast_drift"]
+    status_log, alert_log = settings.path("alert_status_path"), settings.path("alerts_path")
+    try:
+        reconcile(status_log, alerts)
+        append_alerts(alert_log, alert_record(alerts, summary))
+        set_status(status_log, alerts[0]["id"], "acknowledged", "dana", "checking the feed")
+        build_report(settings, tmp_path)
+    finally:
+        status_log.unlink(missing_ok=True)
+        alert_log.unlink(missing_ok=True)
+    table = pd.read_csv(tmp_path / "tables" / "alerts.csv")
+    row = table.iloc[0]
+    assert row["status"] == "acknowledged" and row["who"] == "dana"
+    assert row["note"] == "checking the feed" and "forecasts themselves moved" in row["what"]
+    assert row["what happens next"].startswith("The model team compares")
