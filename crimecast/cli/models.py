@@ -23,7 +23,7 @@ Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit log (de
 
 
 def _names() -> str:
-    from crimecast.forecast.models import MODEL_NAMES
+    from crimecast.forecast.names import MODEL_NAMES
 
     return ", ".join(MODEL_NAMES)
 

@@ -25,7 +25,7 @@ class Source(str, Enum):
 
 
 def _model_names() -> str:
-    from crimecast.forecast.models import MODEL_NAMES
+    from crimecast.forecast.names import MODEL_NAMES
 
     return ", ".join(("champion", *MODEL_NAMES))
 monitor_app = typer.Typer(help="Drift, accuracy and disparity monitoring with Evidently.",
