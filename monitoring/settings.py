@@ -59,6 +59,7 @@ class MonitoringSettings(ConcernSettings):
     project_name: str = "crimecast oversight"
     output_dir: str = "state/monitoring"
     alerts_path: str = "state/alerts.jsonl"
+    alert_status_path: str = "state/alert_status.jsonl"
     audit_path: str = "state/audit.jsonl"
     predlog_url: str = "sqlite:///state/predlog.db"
     reference_weeks: int = Field(13, ge=2)
@@ -76,6 +77,7 @@ class MonitoringSettings(ConcernSettings):
     webhook_timeout_s: float = Field(5.0, gt=0)
     suppress_below: int = Field(5, ge=1)
     report_dir: str = "reports"
+    stale_after_days: int = Field(21, ge=1)
 
     @model_validator(mode="after")
     def _webhook_scheme(self) -> MonitoringSettings:

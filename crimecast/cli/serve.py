@@ -37,7 +37,9 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     check_keys(settings)  # a malformed keys file: one line and exit 2, before any worker
-    _check_port_free(host, port)
+    from crimecast.localserver import ensure_port_free
+
+    ensure_port_free(host, port, file="configs/serving.yaml", key="port")
     env = dict(os.environ)
     if workers:
         env["CRIMECAST_SERVING__WORKERS"] = str(workers)
@@ -73,30 +75,6 @@ def serve(
     except KeyboardInterrupt:  # Ctrl+C reached BentoML too (same process group)
         code = server.wait()
     raise typer.Exit(code)
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Raise a one-line :class:`CrimecastError` when ``host:port`` cannot be bound."""
-    import errno
-    import socket
-
-    from crimecast.errors import CrimecastError
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise CrimecastError(
-                    f"port {port} on {host} is already in use (another crimecast serve?)",
-                    file="configs/serving.yaml", key="port",
-                    hint=f"stop the other server, or pick a free port: crimecast serve --port "
-                         f"{port + 1} (or CRIMECAST_SERVING__PORT)") from None
-            raise CrimecastError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                                 file="configs/serving.yaml", key="host",
-                                 hint="use an address of this machine, e.g. 127.0.0.1") from None
 
 
 def _keys_path() -> Path:
