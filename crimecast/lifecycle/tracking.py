@@ -191,7 +191,8 @@ def train_and_register(
         # The exact hyperparameters, so promotion can refit this model on other windows.
         mlflow.log_dict(_jsonable(full_params), "model_params.json")
         mlflow.log_params({
-            "model.name": model_name, "data.areas": graph.num_nodes, "data.edges": graph.num_edges,
+            "model.name": model_name, "data.unit": versions["unit"],
+            "data.areas": graph.num_nodes, "data.edges": graph.num_edges,
             "data.weeks": len(panel.weeks), "data.first_week": str(panel.weeks[0].date()),
             "data.last_week": str(panel.last_week.date()),
             "data.categories": ",".join(panel.categories),
@@ -222,7 +223,8 @@ def train_and_register(
             "model_name": model_name,
             "model_params": {k: _param_text(v) for k, v in full_params.items()},
             "data_version": versions["version"],
-            "data_md5": {k: v for k, v in versions.items() if k != "version"},
+            "unit": versions["unit"],
+            "data_md5": {k: v for k, v in versions.items() if k not in ("version", "unit")},
             "last_observed_week": str(panel.last_week.date()),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "backtest_metrics": metrics,
@@ -236,6 +238,8 @@ def train_and_register(
         client.set_model_version_tag(settings.registered_model, version, "model.name", model_name)
         client.set_model_version_tag(settings.registered_model, version, "data.version",
                                      versions["version"])
+        client.set_model_version_tag(settings.registered_model, version, "data.unit",
+                                     versions["unit"])
     set_alias(alias, version, actor=actor, event="register", settings=settings,
               reason=reason or f"trained {model_name} in run {run.info.run_id}")
     return TrainResult(run_id=run.info.run_id, model_name=model_name, version=version,
