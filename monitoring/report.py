@@ -110,7 +110,7 @@ def map_layers(areas: Any, panel: Panel, forecast: pd.DataFrame, floor: int) -> 
     ``recent_count_class`` (last 4 weeks, all categories), ``risk_class`` and geometry."""
     last = panel.weeks[-4:]
     recent = (panel.counts[panel.counts["week"].isin(last)]
-              .groupby("area_id")["count"].sum())
+              .groupby("area_id", observed=True)["count"].sum())
     risk = forecast[forecast["horizon"] == 1].groupby("area_id")["mean"].sum()
     layers = areas[["area_id", "group", "land_area_km2", "geometry"]].copy()
     layers["area_id"] = layers["area_id"].astype(str)
@@ -362,8 +362,9 @@ def build_report(settings: MonitoringSettings, directory: Path) -> dict[str, Pat
     simulation_plot = (base64.b64encode((sim_dir / "gap.png").read_bytes()).decode("ascii")
                        if (sim_dir / "gap.png").exists() else "")
     first, last = panel.weeks[0], panel.weeks[-1]
-    city = DataSettings.load().city
-    unit, units = city.unit_label, f"{city.unit_label}s"
+    data_settings = DataSettings.load()
+    city = data_settings.city
+    unit, units = data_settings.area_label, f"{data_settings.area_label}s"
     context = {
         "city": city.name, "unit": unit, "units": units, "source": city.source,
         "licence": city.licence, "categories": panel.categories,

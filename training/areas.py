@@ -29,8 +29,8 @@ def main() -> None:
     for note in notes:
         print(note)
     counts = ", ".join(f"{group} {n}" for group, n in areas["group"].value_counts().items())
-    label = "H3 cell" if settings.units.kind == "h3" else settings.city.unit_label
-    print(f"areas ({settings.source}, unit {settings.units.tag}): {len(areas)} {label}s of "
+    print(f"areas ({settings.source}, unit {settings.units.tag}): {len(areas)} "
+          f"{settings.area_label}s of "
           f"{settings.city.name}, groups by '{settings.groups.rule}': {counts}; "
           f"{int(areas['low_population'].sum())} below the population floor, land area "
           f"{areas['land_area_km2'].sum():.1f} km²")

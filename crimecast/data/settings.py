@@ -228,6 +228,12 @@ class DataSettings(ConcernSettings):
         return value
 
     @property
+    def area_label(self) -> str:
+        """What one area is called in outputs: ``H3 cell`` at the h3 unit, else
+        ``city.unit_label`` (tract, neighbourhood, ...)."""
+        return "H3 cell" if self.units.kind == "h3" else self.city.unit_label
+
+    @property
     def category_names(self) -> list[str]:
         """The configured category names, in config order (the panel's order)."""
         return list(self.categories)

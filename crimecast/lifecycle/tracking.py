@@ -252,9 +252,10 @@ def city_card() -> dict[str, str]:
     data source and licence, as the model's metadata carries them to serving."""
     from crimecast.data.settings import DataSettings
 
-    city = DataSettings.load().city
-    return {"name": city.name, "unit_label": city.unit_label, "source": city.source,
-            "licence": city.licence}
+    settings = DataSettings.load()
+    city = settings.city
+    return {"name": city.name, "unit_label": settings.area_label, "unit": settings.units.tag,
+            "source": city.source, "licence": city.licence}
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
