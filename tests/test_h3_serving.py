@@ -1,10 +1,12 @@
 """The service at H3: a synthetic city built at resolution 8 by the real data stages, a
 historical-average @champion in a real MLflow registry, and a real BentoML server on a
 loopback port. /hotspots answers hexagon polygons, /forecast and /allocate work by cell,
-and malformed H3 strings or cells outside the city get a 422 saying which."""
+malformed H3 strings or cells outside the city get a 422 saying which, and monitoring
+and the public report run on the cells."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -114,3 +116,17 @@ def test_malformed_or_outside_cells_get_422_saying_which(server: Server, h3_home
     assert "not H3 cells at resolution 8" in problem and "8a2a1072b59ffff-nope" in problem
     assert wrong_resolution in problem.split("outside the city")[0]
     assert f"H3 cells outside the city: ['{outside}']" in problem
+
+
+def test_monitoring_and_the_report_run_at_h3(server: Server, h3_home: Path) -> None:
+    env = {**os.environ, "CRIMECAST_HOME": str(h3_home), **H3_ENV}
+    for args in (["monitor", "run", "--weeks", "2"], ["report"]):
+        result = subprocess.run([sys.executable, "-m", "crimecast", *args], cwd=h3_home,
+                                env=env, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((h3_home / "state" / "monitoring" / "summary.json").read_text())
+    assert summary["groups"]  # per-group rows from the interpolated cell groups
+    page = (h3_home / "reports" / "index.html").read_text()
+    assert "H3 cells" in page and "champion v" in page
+    layers = json.loads((h3_home / "reports" / "map_layers.geojson").read_text())
+    assert all(h3.is_valid_cell(f["properties"]["area_id"]) for f in layers["features"])
