@@ -111,7 +111,7 @@ def map_layers(areas: Any, panel: Panel, forecast: pd.DataFrame, floor: int) -> 
     last = panel.weeks[-4:]
     recent = (panel.counts[panel.counts["week"].isin(last)]
               .groupby("area_id", observed=True)["count"].sum())
-    risk = forecast[forecast["horizon"] == 1].groupby("area_id")["mean"].sum()
+    risk = forecast[forecast["horizon"] == 1].groupby("area_id", observed=True)["mean"].sum()
     layers = areas[["area_id", "group", "land_area_km2", "geometry"]].copy()
     layers["area_id"] = layers["area_id"].astype(str)
     counts = recent.reindex(layers["area_id"]).fillna(0).to_numpy(float)

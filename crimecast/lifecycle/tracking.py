@@ -91,7 +91,7 @@ def forecast_map_png(backtest_rows: pd.DataFrame, areas_path: Path, target: Path
 
     rows = backtest_rows[backtest_rows["horizon"] == backtest_rows["horizon"].min()]
     rows = rows[rows["origin"] == rows["origin"].max()]
-    per_area = rows.groupby("area_id")[["mean", "actual"]].sum()
+    per_area = rows.groupby("area_id", observed=True)[["mean", "actual"]].sum()
     areas = gpd.read_parquet(areas_path)[["area_id", "geometry"]]
     areas = areas.merge(per_area, left_on="area_id", right_index=True, how="left").fillna(0)
     vmax = float(max(areas["mean"].max(), areas["actual"].max(), 1.0))
