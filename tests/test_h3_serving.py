@@ -130,3 +130,19 @@ def test_monitoring_and_the_report_run_at_h3(server: Server, h3_home: Path) -> N
     assert "H3 cells" in page and "champion v" in page
     layers = json.loads((h3_home / "reports" / "map_layers.geojson").read_text())
     assert all(h3.is_valid_cell(f["properties"]["area_id"]) for f in layers["features"])
+
+
+def test_tune_train_evaluate_promote_run_at_h3(server: Server, h3_home: Path) -> None:
+    """The model stages at H3 (a short study and a 2-epoch GNN to keep the test fast):
+    the challenger is registered under the unit and the gate decides, in writing."""
+    env = {**os.environ, "CRIMECAST_HOME": str(h3_home), **H3_ENV,
+           "CRIMECAST_TUNING__TRIALS": "1", "CRIMECAST_MODELS__GNN__EPOCHS": "2",
+           "CRIMECAST_TRACKING__LOG_MAP": "true"}
+    for stage in ("tune", "train", "evaluate", "promote"):
+        result = subprocess.run([sys.executable, "-m", f"training.{stage}"], cwd=h3_home,
+                                env=env, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{stage}:\n{result.stdout}\n{result.stderr}"
+    run = json.loads((h3_home / "artifacts" / "train_run.json").read_text())
+    assert run["model_uri"].startswith("models:/crimecast-h3r8/")
+    decision = json.loads((h3_home / "artifacts" / "promotion.json").read_text())
+    assert decision["registered_model"] == "crimecast-h3r8" and decision["checks"]
