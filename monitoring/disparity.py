@@ -1,7 +1,7 @@
 """Per-group performance, disparity ratios and allocation exposure, week by week.
 
 All metrics come from :mod:`crimecast.forecast.metrics` (the one place they are computed):
-per-group MAE/RMSE/coverage with Fairlearn's ``MetricFrame``
+per-group MAE/RMSE/coverage on each group's rows (equal to Fairlearn's ``MetricFrame``)
 (:func:`crimecast.forecast.metrics.group_metrics`) and flag-rate disparity ratios
 (:func:`crimecast.forecast.metrics.disparity_ratios`). Evidently's ``GroupBy`` is not used: in
 0.7.23 it returns the overall value for every group.
