@@ -29,7 +29,8 @@ def main() -> None:
     for note in notes:
         print(note)
     counts = ", ".join(f"{group} {n}" for group, n in areas["group"].value_counts().items())
-    print(f"areas ({settings.source}, unit {settings.units.tag}): {len(areas)} "
+    unit = f", unit {settings.units.tag}" if settings.units.kind == "h3" else ""
+    print(f"areas ({settings.source}{unit}): {len(areas)} "
           f"{settings.area_label}s of "
           f"{settings.city.name}, groups by '{settings.groups.rule}': {counts}; "
           f"{int(areas['low_population'].sum())} below the population floor, land area "
