@@ -1,7 +1,7 @@
 """Accuracy benchmark: every model, the ensemble and the ceilings, with paired 95 % CIs.
 
     .venv/bin/python benchmarks/accuracy.py --parts city                 # Philadelphia tracts
-    .venv/bin/python benchmarks/accuracy.py --parts city --homes tract=/tmp/phl h3-9=/tmp/h3
+    .venv/bin/python benchmarks/accuracy.py --parts city --homes tract=/tmp/phl h3r9=/tmp/h3
     .venv/bin/python benchmarks/accuracy.py --parts synthetic synthetic60 noise
     .venv/bin/python benchmarks/accuracy.py --parts memory convs
 
@@ -207,6 +207,24 @@ def tables(results: dict[str, tuple[BacktestResult, float]], panel: Panel, graph
                                      horizon)
         for label, per_target in compared.items():
             out["models"][label].setdefault("vs_best_baseline", {})[str(horizon)] = per_target
+    # The GNN against *every* baseline (not only the best), all at horizon 1: issue 11's
+    # target is a paired CI of the deviance difference that excludes 0 for each.
+    if "gnn" in backtests:
+        versus_each = {}
+        for baseline in baselines:
+            pair = {b: backtests[b] for b in (baseline, "gnn")}
+            compared = compare_backtests(pair, baseline, graph, ["all"], settings, COMPARED, 1)
+            entry = compared["gnn"]["all"]
+            versus_each[baseline] = {
+                m: {"diff": entry[m]["diff"], "ci": entry[m]["ci"],
+                    "relative": entry[m].get("relative"),
+                    "relative_ci": entry[m].get("relative_ci")}
+                for m in ("poisson_deviance", "hit_rate@5%") if m in entry}
+        deviance_cis = [v["poisson_deviance"]["ci"] for v in versus_each.values()]
+        out["gnn_vs_every_baseline"] = {
+            "all_h1": versus_each,
+            "beats_every_baseline_on_deviance": bool(deviance_cis) and all(
+                ci[1] is not None and ci[1] < 0 for ci in deviance_cis)}
     for label, (rows, summary) in backtests.items():
         out["models"][label]["vs_ceilings"] = ceiling_comparisons(rows, summary, panel, graph,
                                                                   targets, settings)
@@ -318,6 +336,11 @@ def print_tables(out: dict[str, Any], title: str) -> None:
         print(markdown(out, target))
         print(f"\n{title}, target {target!r}, every horizon:\n")
         print(horizon_table(out, target))
+    if "gnn_vs_every_baseline" in out:
+        print("\nGNN vs every baseline (all, h1; deviance diff [95 % CI]):")
+        for baseline, entry in out["gnn_vs_every_baseline"]["all_h1"].items():
+            d = entry["poisson_deviance"]
+            print(f"  vs {baseline}: {d['diff']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]")
     print("\nissue 10 targets (all, h1):")
     print(json.dumps(out["issue_targets"], indent=1, default=str))
 
@@ -358,7 +381,10 @@ def part_city(args: argparse.Namespace) -> dict[str, Any]:
               f"({panel.weeks[0].date()} .. {panel.last_week.date()})", flush=True)
         results = backtest_all(panel, graph, settings, model_specs(config, args.models))
         result = tables(results, panel, graph, settings)
-        result.update({"home": str(home), "areas": graph.num_nodes, "weeks": len(panel.weeks),
+        unit_tag = str(graph.areas["unit"].iloc[0]) if "unit" in graph.areas else unit
+        # "areas" is the number of cells at an H3 unit
+        result.update({"home": str(home), "unit": unit_tag, "areas": graph.num_nodes,
+                       "weeks": len(panel.weeks),
                        "last_week": str(panel.last_week.date()),
                        "backtest": settings.model_dump(mode="json"),
                        "forecasts": write_forecasts(results, unit)})

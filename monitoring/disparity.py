@@ -1,7 +1,7 @@
 """Per-group performance, disparity ratios and allocation exposure, week by week.
 
 All metrics come from :mod:`crimecast.forecast.metrics` (the one place they are computed):
-per-group MAE/RMSE/coverage with Fairlearn's ``MetricFrame``
+per-group MAE/RMSE/coverage on each group's rows (equal to Fairlearn's ``MetricFrame``)
 (:func:`crimecast.forecast.metrics.group_metrics`) and flag-rate disparity ratios
 (:func:`crimecast.forecast.metrics.disparity_ratios`). Evidently's ``GroupBy`` is not used: in
 0.7.23 it returns the overall value for every group.
@@ -50,7 +50,7 @@ def flagged(frame: pd.DataFrame, share: float) -> np.ndarray:
     snapshot, flagging by forecast until ``share`` of the land area is covered."""
     flags = np.zeros(len(frame), dtype=bool)
     positions = pd.Series(np.arange(len(frame)), index=frame.index)
-    for _, snap in frame.groupby(["week", "category"], sort=False):
+    for _, snap in frame.groupby(["week", "category"], sort=False, observed=True):
         flags[positions[snap.index].to_numpy()] = metrics.flag_by_area_share(
             snap["prediction"].to_numpy(float), snap["land_area_km2"].to_numpy(float), share)
     return flags
@@ -66,7 +66,7 @@ def exposure_table(frame: pd.DataFrame, share: float) -> pd.DataFrame:
         "risk": frame["prediction"].to_numpy(float),
         "crime": frame["target"].to_numpy(float) if "target" in frame else np.nan,
     })
-    per_group = table.groupby("group").sum(min_count=1)
+    per_group = table.groupby("group", observed=True).sum(min_count=1)
     out = pd.DataFrame(index=per_group.index)
     out["flagged_share"] = per_group["flags"] / max(per_group["flags"].sum(), 1.0)
     out["risk_share"] = per_group["risk"] / max(per_group["risk"].sum(), 1e-12)
@@ -85,7 +85,7 @@ def group_table(frame: pd.DataFrame, settings: DisparitySettings) -> pd.DataFram
     """
     areas = areas_table(frame)
     out = exposure_table(frame, settings.flag_area_share)
-    out["areas"] = areas.groupby("group").size().reindex(out.index).astype(float)
+    out["areas"] = areas.groupby("group", observed=True).size().reindex(out.index).astype(float)
     scored = scored_frame(frame)
     if scored.empty:
         for col in ("mae", "rmse", "poisson_deviance", "coverage_80", *RATIO_COLUMNS):

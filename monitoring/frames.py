@@ -111,7 +111,7 @@ def attach_outcomes(frame: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame
     observed = outcomes[list(FRAME_KEYS) + ["count"]].rename(columns={"count": "target"})
     observed = observed.assign(week=pd.to_datetime(observed["week"]),
                                area_id=observed["area_id"].astype(str))
-    observed = observed.groupby(list(FRAME_KEYS), as_index=False)["target"].sum()
+    observed = observed.groupby(list(FRAME_KEYS), as_index=False, observed=True)["target"].sum()
     merged = frame.drop(columns=["target"], errors="ignore").merge(
         observed, on=list(FRAME_KEYS), how="left")
     merged["target"] = merged["target"].astype(np.float64)

@@ -103,8 +103,8 @@ def map_layers(areas: Any, panel: Panel, forecast: pd.DataFrame, floor: int) -> 
     ``recent_count_class`` (last 4 weeks, all categories), ``risk_class`` and geometry."""
     last = panel.weeks[-4:]
     recent = (panel.counts[panel.counts["week"].isin(last)]
-              .groupby("area_id")["count"].sum())
-    risk = forecast[forecast["horizon"] == 1].groupby("area_id")["mean"].sum()
+              .groupby("area_id", observed=True)["count"].sum())
+    risk = forecast[forecast["horizon"] == 1].groupby("area_id", observed=True)["mean"].sum()
     layers = areas[["area_id", "group", "land_area_km2", "geometry"]].copy()
     layers["area_id"] = layers["area_id"].astype(str)
     recent.index = recent.index.astype(str)
@@ -662,7 +662,7 @@ def build_report(settings: MonitoringSettings, directory: Path,
     floor = settings.suppress_below
     data_settings = DataSettings.load()
     city = data_settings.city
-    unit, units = city.unit_label, f"{city.unit_label}s"
+    unit, units = data_settings.area_label, f"{data_settings.area_label}s"
     rule = data_settings.groups.rule
     promotion = PromotionSettings.load()
     first, last = panel.weeks[0], panel.weeks[-1]

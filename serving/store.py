@@ -98,6 +98,18 @@ def read_areas(path: Path, tolerance: float) -> tuple[pd.DataFrame, dict[str, di
     return attributes.set_index("area_id"), geometry
 
 
+def _h3_resolution(area_ids: list[str]) -> int | None:
+    """The resolution shared by ``area_ids`` when every one is an H3 cell, else None."""
+    import h3
+
+    from crimecast.data.units import is_h3_cell
+
+    if not area_ids or not all(is_h3_cell(a) for a in area_ids):
+        return None
+    resolutions = {h3.get_resolution(a) for a in area_ids}
+    return resolutions.pop() if len(resolutions) == 1 else None
+
+
 class ForecastStore:
     """One model version's forecasts, indexed by (horizon, category, area).
 
@@ -152,6 +164,8 @@ class ForecastStore:
                         lower_95=float(v[ai, 3]), upper_95=float(v[ai, 4]))
                     for ai, a in enumerate(self.area_ids)]
         self.info = area_info(self.area_ids, areas, settings, geometry)
+        # The H3 resolution when the areas are H3 cells (None for tracts and the like).
+        self.h3_resolution: int | None = _h3_resolution(self.area_ids)
 
     # -- validation that depends on the model and the limits -----------------------------
     def problems(self, endpoint: str, request: Any) -> list[dict[str, str]]:
@@ -174,7 +188,8 @@ class ForecastStore:
                 unknown = [a for a in request.area_ids if a not in self.area_index]
                 if unknown:
                     found.append({"field": "area_ids", "problem": f"{len(unknown)} unknown "
-                                  f"area id(s): {unknown[:_MAX_LISTED]}"})
+                                  f"area id(s): {unknown[:_MAX_LISTED]}"
+                                  f"{self._why_unknown(unknown)}"})
         if isinstance(request, HotspotsRequest):
             if request.k is not None and request.area_share is not None:
                 found.append({"field": "k", "problem": "give k or area_share, not both"})
@@ -185,6 +200,23 @@ class ForecastStore:
         if isinstance(request, OutcomesRequest):
             found.extend(self._outcome_problems(request))
         return found
+
+    def _why_unknown(self, unknown: list[str]) -> str:
+        """For a model of H3 cells: which unknown ids are not H3 cells at the model's
+        resolution at all, and which are cells outside the city ('' for other units)."""
+        from crimecast.data.units import is_h3_cell
+
+        if not self.h3_resolution:
+            return ""
+        malformed = [a for a in unknown if not is_h3_cell(a, self.h3_resolution)]
+        outside = [a for a in unknown if a not in set(malformed)]
+        parts = []
+        if malformed:
+            parts.append(f"not H3 cells at resolution {self.h3_resolution}: "
+                         f"{malformed[:_MAX_LISTED]}")
+        if outside:
+            parts.append(f"H3 cells outside the city: {outside[:_MAX_LISTED]}")
+        return " (" + "; ".join(parts) + ")"
 
     def _outcome_problems(self, request: OutcomesRequest) -> list[dict[str, str]]:
         limits = self.settings.limits
@@ -207,7 +239,8 @@ class ForecastStore:
                               f"data's first week {first}"})
             if row.area_id not in self.area_index:
                 found.append({"field": f"{where}.area_id",
-                              "problem": f"unknown area id {row.area_id!r}"})
+                              "problem": f"unknown area id {row.area_id!r}"
+                                         f"{self._why_unknown([row.area_id])}"})
             if row.category not in self.categories:
                 found.append({"field": f"{where}.category",
                               "problem": f"unknown category {row.category!r}"})

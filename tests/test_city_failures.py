@@ -291,7 +291,7 @@ def test_outputs_name_the_city_and_its_unit_and_drop_empty_categories(city: Path
 def test_model_card_carries_the_city(city: Path) -> None:
     from crimecast.lifecycle.tracking import city_card
 
-    assert city_card() == {"name": "Denver", "unit_label": "neighbourhood",
+    assert city_card() == {"name": "Denver", "unit_label": "neighbourhood", "unit": "tract",
                            "source": "example", "licence": "example"}
 
 

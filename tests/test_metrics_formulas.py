@@ -116,3 +116,32 @@ def test_group_metrics_agree_with_pandas_groupby() -> None:
     assert by_group["mae"].to_dict() == pytest.approx(expected_mae.to_dict())
     assert by_group.loc["b", "coverage_80"] == pytest.approx(0.5)  # 5 is outside [0, 2]
     assert by_group.loc["a", "n"] == 2
+
+
+def test_group_metrics_equal_fairlearn_metricframe() -> None:
+    from fairlearn.metrics import MetricFrame
+
+    from crimecast.forecast.metrics import interval_coverage, mae, poisson_deviance, rmse
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    ids = [f"a{i}" for i in range(40)]
+    frame = pd.DataFrame({"area_id": rng.choice(ids, n), "actual": rng.poisson(2, n) * 1.0,
+                          "mean": rng.gamma(2.0, 1.0, n)})
+    for level, low, high in (("80", 0.5, 1.5), ("95", 0.2, 2.0)):
+        frame[f"lower_{level}"], frame[f"upper_{level}"] = frame["mean"] * low, frame["mean"] * high
+    groups = pd.Series(rng.choice(["x", "y", "z"], len(ids)), index=ids)
+
+    def coverage(y_true, y_pred, lower, upper):
+        return interval_coverage(y_true, lower, upper)
+
+    expected = MetricFrame(
+        metrics={"mae": mae, "rmse": rmse, "poisson_deviance": poisson_deviance,
+                 "coverage_80": coverage, "coverage_95": coverage,
+                 "n": lambda y_true, y_pred: float(len(y_true))},
+        y_true=frame["actual"].to_numpy(), y_pred=frame["mean"].to_numpy(),
+        sensitive_features=pd.Series(groups.reindex(frame["area_id"]).to_numpy(), name="group"),
+        sample_params={f"coverage_{lv}": {"lower": frame[f"lower_{lv}"].to_numpy(),
+                                          "upper": frame[f"upper_{lv}"].to_numpy()}
+                       for lv in ("80", "95")}).by_group.astype(float)
+    pd.testing.assert_frame_equal(group_metrics(frame, groups), expected)

@@ -1,6 +1,7 @@
 """The DVC pipeline end to end on a small synthetic city, in a throwaway git + DVC repo:
 `crimecast pipeline` builds everything, a second run does nothing, a graph parameter
-reruns only the graph stage, and push/pull restore the outputs from the local remote."""
+reruns only the graph stage, switching the unit reruns the data stages and switching
+back restores them from the run cache, and push/pull restore the outputs from the local remote."""
 
 from __future__ import annotations
 
@@ -96,6 +97,37 @@ def test_failing_stage_makes_the_pipeline_command_fail(dvc_repo: Path):
         assert "graph.method" in failed.stderr + failed.stdout  # the config error names the key
     finally:
         config.write_text(original)
+
+
+def test_switching_the_unit_reruns_the_data_stages_and_back_reuses_the_cache(dvc_repo: Path):
+    tract_panel = (dvc_repo / "artifacts" / "panel.parquet").read_bytes()
+    env_h3 = {**os.environ, "CRIMECAST_DATA__UNITS__KIND": "h3",
+              "CRIMECAST_DATA__UNITS__RESOLUTION": "8"}
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env_h3)
+        h3_run = _run([sys.executable, "-m", "crimecast", "pipeline"], dvc_repo)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert _stages_run(h3_run.stdout) == list(DATA_STAGES)
+    import pandas as pd
+
+    cells = pd.read_parquet(dvc_repo / "artifacts" / "areas.parquet")
+    assert (cells["unit"] == "h3r8").all()
+    back = _run([sys.executable, "-m", "crimecast", "pipeline"], dvc_repo)
+    assert _stages_run(back.stdout) == []  # restored from DVC's run cache, nothing rerun
+    assert back.stdout.count("is cached - skipping run") == len(DATA_STAGES)
+    assert (dvc_repo / "artifacts" / "panel.parquet").read_bytes() == tract_panel
+    # A bare `dvc repro` after an env-only switch stops with the fix, not stale outputs.
+    os.environ.update(env_h3)
+    try:
+        stale = _run([sys.executable, "-m", "dvc", "repro", "--force", "areas"], dvc_repo,
+                     check=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert stale.returncode != 0 and "crimecast pipeline" in stale.stdout + stale.stderr
 
 
 def test_push_then_pull_restores_outputs_offline(dvc_repo: Path):

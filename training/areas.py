@@ -13,6 +13,7 @@ import argparse
 from crimecast.contracts import ARTIFACTS
 from crimecast.data.areas import run_areas
 from crimecast.data.settings import DataSettings
+from crimecast.data.units import check_recorded_unit
 from crimecast.errors import run_main
 
 READS: tuple[str, ...] = ()  # boundaries and census tables in data/
@@ -22,12 +23,15 @@ WRITES: tuple[str, ...] = ("areas",)
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
     settings = DataSettings.load()
+    check_recorded_unit(settings.units)
     notes: list[str] = []
     areas = run_areas(settings, notes=notes)
     for note in notes:
         print(note)
     counts = ", ".join(f"{group} {n}" for group, n in areas["group"].value_counts().items())
-    print(f"areas ({settings.source}): {len(areas)} {settings.city.unit_label}s of "
+    unit = f", unit {settings.units.tag}" if settings.units.kind == "h3" else ""
+    print(f"areas ({settings.source}{unit}): {len(areas)} "
+          f"{settings.area_label}s of "
           f"{settings.city.name}, groups by '{settings.groups.rule}': {counts}; "
           f"{int(areas['low_population'].sum())} below the population floor, land area "
           f"{areas['land_area_km2'].sum():.1f} km²")

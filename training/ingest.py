@@ -12,6 +12,7 @@ import time
 from crimecast.contracts import ARTIFACTS
 from crimecast.data.ingest import run_ingest
 from crimecast.data.settings import DataSettings
+from crimecast.data.units import check_recorded_unit
 from crimecast.errors import run_main
 
 READS: tuple[str, ...] = ()  # the raw snapshot in data/ (DVC-tracked), not an artifact
@@ -21,6 +22,7 @@ WRITES: tuple[str, ...] = ("incidents", "quarantine", "ingest_report")
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
     settings = DataSettings.load()
+    check_recorded_unit(settings.units)
     started = time.perf_counter()
     result = run_ingest(settings)
     report = result.report

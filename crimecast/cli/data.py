@@ -166,7 +166,7 @@ def summary() -> None:
         import geopandas as gpd
 
         areas = gpd.read_parquet(ARTIFACTS.areas)
-        facts.add_row(f"areas ({settings.city.unit_label}s of {settings.city.name})",
+        facts.add_row(f"areas ({settings.area_label}s of {settings.city.name})",
                       f"{len(areas):,}")
         facts.add_row("groups", ", ".join(f"{k} {v}" for k, v in
                                           areas["group"].value_counts().items()))

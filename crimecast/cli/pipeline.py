@@ -45,7 +45,16 @@ def pipeline(
         typer.secho(f"error: {home / 'dvc.yaml'} not found; run from the project home "
                     "or set CRIMECAST_HOME", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    from crimecast.data.settings import DataSettings
+    from crimecast.data.units import record_unit
+
+    data_settings = DataSettings.load()
+    units = data_settings.units
+    record_unit(units)  # the data stages depend on it: an env override reruns them
     command = repro_command(stage, force, dry)
+    unit_text = (f"H3 cells at resolution {units.resolution}" if units.kind == "h3"
+                 else f"the source's own areas ({data_settings.area_label}s)")
+    typer.echo(f"unit: {unit_text} (configs/data.yaml key units, or CRIMECAST_DATA__UNITS__*)")
     typer.echo(f"$ dvc {' '.join(command[3:])}   (in {home})")
     started = time.monotonic()
     # Stages run `python -m training.<stage>`: put this interpreter's bin first on PATH so
@@ -59,5 +68,5 @@ def pipeline(
         typer.secho(f"pipeline failed after {elapsed:.1f} s (dvc exit code {result.returncode})",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(result.returncode)
-    typer.secho(f"pipeline up to date in {elapsed:.1f} s; outputs in {home / 'artifacts'} "
-                "(versions in dvc.lock)", fg=typer.colors.GREEN)
+    typer.secho(f"pipeline up to date in {elapsed:.1f} s; outputs ({unit_text}) in "
+                f"{home / 'artifacts'} (versions in dvc.lock)", fg=typer.colors.GREEN)

@@ -48,7 +48,7 @@ SHARE_GROUPS: dict[str, str] = {
     "pct_black": "black", "pct_white": "white", "pct_asian": "asian", "pct_hispanic": "hispanic",
 }
 AREA_COLUMNS: tuple[str, ...] = (
-    "area_id", "geometry", "land_area_km2", "population", "pct_black", "pct_white", "pct_asian",
+    "area_id", "unit", "geometry", "land_area_km2", "population", "pct_black", "pct_white", "pct_asian",
     "pct_hispanic", "median_income", "pct_poverty", "group", "income_tercile", "low_population",
 )
 
@@ -205,14 +205,15 @@ def require_land_area(areas: Any, settings: DataSettings | None = None) -> None:
 
 def build_areas(raw_areas: Any, demographics: pd.DataFrame,
                 groups: AreaGroupSettings, share_scale: str | None = "percent",
-                notes: list[str] | None = None) -> Any:
+                notes: list[str] | None = None, unit: str = "tract") -> Any:
     """Join geometry and demographics and label groups (see module docstring).
 
     ``raw_areas``: GeoDataFrame (``area_id``, geometry, optional ``aland_m2``);
     ``demographics``: :data:`RAW_DEMOGRAPHIC_COLUMNS` with shares on ``share_scale``
     (None: detect, appending the guess to ``notes``). Areas missing from the demographics
     keep NaN demographics and group ``unknown``. Returns a GeoDataFrame in EPSG:4326 with
-    :data:`AREA_COLUMNS`, sorted by ``area_id`` (the node order of the graph).
+    :data:`AREA_COLUMNS` (``unit`` = ``unit``), sorted by ``area_id`` (the node order of
+    the graph).
     """
     import geopandas as gpd
 
@@ -238,6 +239,7 @@ def build_areas(raw_areas: Any, demographics: pd.DataFrame,
     else:
         merged["group"] = merged["income_tercile"]
     merged["low_population"] = ~(merged["population"] >= groups.population_floor)
+    merged["unit"] = unit
     result = gpd.GeoDataFrame(merged[list(AREA_COLUMNS)], geometry="geometry", crs="EPSG:4326")
     return result.sort_values("area_id", ignore_index=True)
 
@@ -262,18 +264,46 @@ def source_areas(settings: DataSettings, source: Source, raw_dir: Path,
     return cells
 
 
+def unit_areas(tracts: Any, settings: DataSettings) -> Any:
+    """The areas at the configured unit (``units`` in configs/data.yaml) from the built
+    source areas ``tracts``: the tracts themselves, or H3 cells covering them with
+    interpolated demographics (:func:`crimecast.data.units.h3_areas`)."""
+    import geopandas as gpd
+
+    from crimecast.data.units import h3_areas
+
+    units = settings.units
+    if units.kind != "h3":
+        return tracts
+    cells = h3_areas(tracts, units.resolution, settings.groups, units.group_from,
+                     income_terciles=income_terciles, majority_group=majority_group)
+    cells["unit"] = units.tag
+    columns = [*AREA_COLUMNS, "tract_id"]
+    return gpd.GeoDataFrame(cells[columns], geometry="geometry",
+                            crs="EPSG:4326").sort_values("area_id", ignore_index=True)
+
+
 def run_areas(settings: DataSettings | None = None, source: Source | None = None,
               write: bool = True, notes: list[str] | None = None) -> Any:
-    """Read the source's areas and demographics from ``data/``, build and (if ``write``)
-    write ``artifacts/areas.parquet``; return the GeoDataFrame. Guesses and warnings
+    """Read the source's areas and demographics from ``data/``, build the areas at the
+    configured unit (:func:`unit_areas`) and (if ``write``) write
+    ``artifacts/areas.parquet``; return the GeoDataFrame. Guesses and warnings
     (the detected share scale, cells derived from centroids) are appended to ``notes``.
     Stops before writing when an area has no land area (:func:`require_land_area`)."""
     settings = settings or DataSettings.load()
     source = source or get_source(settings)
     raw_dir = settings.raw_path()
-    areas = build_areas(source_areas(settings, source, raw_dir, notes),
-                        source.read_demographics(raw_dir), settings.groups,
-                        settings.share_scale, notes)
+    tracts = build_areas(source_areas(settings, source, raw_dir, notes),
+                         source.read_demographics(raw_dir), settings.groups,
+                         settings.share_scale, notes,
+                         unit="tract" if settings.units.kind == "h3" else settings.units.tag)
+    require_land_area(tracts, settings)
+    areas = unit_areas(tracts, settings)
+    if areas is not tracts and notes is not None:
+        notes.append(f"{len(areas)} H3 cells at resolution {settings.units.resolution} cover "
+                     f"the {len(tracts)} source areas; demographics interpolated by area "
+                     f"(population {areas['population'].sum():,.0f} of "
+                     f"{tracts['population'].sum():,.0f})")
     require_land_area(areas, settings)
     if write:
         write_areas(ARTIFACTS.areas, areas)

@@ -453,9 +453,13 @@ def render_data_yaml(proposal: CityProposal, source: str = "", licence: str = ""
         "  week_ratio: 0.7",
         "  alpha: 0.0001",
         "graph:",
-        "  method: auto                # auto | queen | knn",
+        "  method: auto                # auto | h3 | queen | knn",
         "  knn_k: 6",
         "  tolerance_deg: 1.0e-6",
+        "units:                        # spatial unit: this city's own areas, or H3 cells",
+        "  kind: tract                 # tract (the areas file's areas) | h3 | centroid",
+        "  resolution: 9               # H3 resolution when kind is h3",
+        "  group_from: shares          # h3: shares | tract",
         "",
     ]
     text = "\n".join(lines)

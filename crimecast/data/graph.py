@@ -1,6 +1,8 @@
 """The area graph: which areas are neighbours, and how strongly.
 
-Edges come from **queen contiguity** of the area polygons: two areas are neighbours when
+H3 cells (``units.kind: h3``) link to the cells of their first ring
+(``h3.grid_ring(cell, 1)``) that are also areas. Other areas: edges come from
+**queen contiguity** of the area polygons: two areas are neighbours when
 their boundaries meet, even in a single point (a shared corner), within a small
 ``tolerance_deg`` to forgive digitising gaps. When only centroids are known (points), or
 ``method: knn`` is configured, each area links to its ``knn_k`` nearest centroids.
@@ -59,6 +61,24 @@ def queen_pairs(geometry: Any, tolerance_deg: float = 1e-6) -> tuple[np.ndarray,
         src, dst = tree.query(geoms, predicate="intersects")
     keep = src != dst
     return src[keep].astype(np.int64), dst[keep].astype(np.int64)
+
+
+def h3_pairs(area_ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Directed pairs (i, j) of H3 cells that are grid neighbours (``grid_ring(i, 1)``),
+    keeping only neighbours that are areas themselves."""
+    import h3
+
+    ids = [str(a) for a in area_ids]
+    position = {a: i for i, a in enumerate(ids)}
+    src: list[int] = []
+    dst: list[int] = []
+    for i, cell in enumerate(ids):
+        for neighbour in h3.grid_ring(cell, 1):
+            j = position.get(neighbour)
+            if j is not None:
+                src.append(i)
+                dst.append(j)
+    return np.asarray(src, np.int64), np.asarray(dst, np.int64)
 
 
 def knn_pairs(xy_km: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,9 +153,16 @@ def build_graph(areas: pd.DataFrame, method: str = "auto", knn_k: int = 6,
         raise ContractError("areas: no rows; cannot build a graph")
     xy = centroids_km(geoms)
     is_polygon = np.isin(shapely.get_type_id(geoms), (3, 6))  # Polygon, MultiPolygon
+    is_h3 = "unit" in areas and bool(areas["unit"].astype(str).str.startswith("h3").all())
     if method == "auto":
-        method = "queen" if is_polygon.all() else "knn"
-    if method == "queen":
+        method = "h3" if is_h3 else "queen" if is_polygon.all() else "knn"
+    if method == "h3":
+        if not is_h3:
+            raise ContractError("areas: graph method 'h3' needs H3 cells (units.kind: h3)",
+                                file="configs/data.yaml", key="graph.method",
+                                hint="use auto, queen or knn for these areas")
+        src, dst = h3_pairs(areas["area_id"].to_numpy())
+    elif method == "queen":
         if not is_polygon.all():
             raise ContractError(f"areas: method 'queen' needs polygons, but "
                                 f"{int((~is_polygon).sum())} geometries are not; use 'knn'")
@@ -143,7 +170,7 @@ def build_graph(areas: pd.DataFrame, method: str = "auto", knn_k: int = 6,
     elif method == "knn":
         src, dst = knn_pairs(xy, knn_k)
     else:
-        raise ValueError(f"graph method {method!r}: expected auto, queen or knn")
+        raise ValueError(f"graph method {method!r}: expected auto, h3, queen or knn")
     src, dst, _ = connect_components(src, dst, xy)
     src, dst = _symmetric_unique(src, dst, n)
     edge_index = np.stack([src, dst]).astype(np.int64)

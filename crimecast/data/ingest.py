@@ -53,6 +53,7 @@ REASONS: tuple[str, ...] = (
     "outside_bbox",
     "outside_areas",
     "unknown_area",
+    "outside_cells",
 )
 INCIDENT_COLUMNS: tuple[str, ...] = (
     "incident_id", "occurred_at", "week", "category", "offense_code", "lat", "lon", "area_id",
@@ -187,7 +188,7 @@ def area_label_index(labels: pd.Series, area_ids: np.ndarray) -> np.ndarray:
 
 def clean_incidents(raw: pd.DataFrame, areas: Any, settings: DataSettings,
                     now: pd.Timestamp | None = None, file: str | Path = "raw incidents",
-                    ) -> IngestResult:
+                    cells: np.ndarray | None = None) -> IngestResult:
     """Validate raw incidents and split them into clean incidents and quarantined rows.
 
     ``raw``: a raw incident frame (:data:`RAW_INCIDENT_COLUMNS`, optional ``category`` and
@@ -199,6 +200,9 @@ def clean_incidents(raw: pd.DataFrame, areas: Any, settings: DataSettings,
     :mod:`crimecast.data.labels`): a ``category`` value is used when present, else the
     offense code. A raw ``area_id`` (the incidents' own area label) replaces the spatial
     join: coordinates are then optional, and an unknown label is quarantined.
+    With ``units.kind: h3`` an incident inside the city gets the H3 cell of its
+    coordinates (``h3.latlng_to_cell``) as ``area_id``; ``cells`` are the covered cells
+    (the areas stage's), and a cell outside them is quarantined as ``outside_cells``.
     Returns an :class:`IngestResult` whose report holds counts per reason and outages.
     """
     require_columns(raw, RAW_INCIDENT_COLUMNS, file)
@@ -251,6 +255,23 @@ def clean_incidents(raw: pd.DataFrame, areas: Any, settings: DataSettings,
             flag(sub, "outside_bbox")
         flag(area_index < 0, "outside_areas")
 
+    unit_ids = area_ids[np.maximum(area_index, 0)]
+    if settings.units.kind == "h3":
+        from crimecast.data.units import cells_of_points
+
+        located = reason == ""
+        if located.any() and not np.isfinite(lon[located]).all():
+            raise ContractError("units.kind is h3 but some incidents have no coordinates",
+                                file="configs/data.yaml", key="units.kind",
+                                hint="H3 cells need coordinates; use units.kind: tract")
+        unit_ids = np.full(n, "", dtype=object)
+        unit_ids[located] = cells_of_points(lat[located], lon[located],
+                                            settings.units.resolution)
+        if cells is not None:
+            covered = pd.Index(np.asarray(cells, dtype=str))
+            outside_cover = covered.get_indexer(unit_ids.astype(str)) < 0
+            flag(located & outside_cover, "outside_cells")
+
     valid = reason == ""
     key_hash = hash_keys(keys, settings.salt)
     occurred_valid = occurred[valid].reset_index(drop=True)
@@ -266,7 +287,7 @@ def clean_incidents(raw: pd.DataFrame, areas: Any, settings: DataSettings,
         "offense_code": normalised_labels(codes).astype(str).to_numpy(),
         "lat": lat[valid],
         "lon": lon[valid],
-        "area_id": area_ids[area_index[valid]],
+        "area_id": unit_ids[valid].astype(str),
     })
     # Time order; ties keep the source's row order, so reruns give identical files.
     order = np.argsort(occurred_valid.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -366,6 +387,7 @@ REASON_KEYS: dict[str, tuple[str, str]] = {
     "outside_bbox": ("csv.columns.lon", "source"),
     "outside_areas": ("csv.areas", "source"),
     "unknown_area": ("csv.columns.area_id", "csv.columns.area_id"),
+    "outside_cells": ("units.resolution", "units.resolution"),
 }
 _REASON_HINTS: dict[str, str] = {
     "unknown_category": "list these labels under a category in 'categories' "
@@ -383,6 +405,8 @@ _REASON_HINTS: dict[str, str] = {
     "outside_areas": "check that csv.areas covers the incidents (same city, EPSG:4326)",
     "unknown_area": "make csv.columns.area_id hold the same labels as "
                     "csv.area_columns.area_id of the areas file",
+    "outside_cells": "the H3 cover misses these points; check units.resolution and "
+                     "that the areas are in EPSG:4326",
     "missing_source_key": "point csv.columns.source_key at the record-id column",
     "duplicate_source_key": "point csv.columns.source_key at a column that is unique per record",
 }
@@ -436,7 +460,15 @@ def run_ingest(settings: DataSettings | None = None, source: Source | None = Non
     raw = source.read_incidents(raw_dir)
     areas = source_areas(settings, source, raw_dir)  # centroids get the areas stage's cells
     require_columns(areas, ["area_id", "geometry"], f"{raw_dir} (areas of source {settings.source!r})")
-    result = clean_incidents(raw, areas, settings, now=now, file=source.incidents_file(raw_dir))
+    cells = None
+    if settings.units.kind == "h3":  # the same cover of the city as the areas stage's
+        from crimecast.data.units import h3_cover
+
+        city = areas.geometry.set_crs("EPSG:4326", allow_override=True).union_all()
+        cells = h3_cover(city, settings.units.resolution)["area_id"].to_numpy(dtype=str)
+    result = clean_incidents(raw, areas, settings, now=now, file=source.incidents_file(raw_dir),
+                             cells=cells)
+    result.report["unit"] = settings.units.tag
     result.report = {"source": settings.source, **result.report}
     problem = quarantine_problem(result.report, settings) if check else None
     if problem is not None:

@@ -94,10 +94,16 @@ def panel_from_array(counts: np.ndarray, area_ids: Iterable[str], weeks: pd.Date
                          f"{len(weeks)} weeks, {len(categories)} categories")
     outages = pd.DatetimeIndex(pd.to_datetime(list(outage_weeks)))
     week_values = pd.DatetimeIndex(weeks).values.astype("datetime64[ns]")
+    # area_id and category as categoricals: one code per row instead of one string object
+    # (an H3 r10 panel of 14k cells x 521 weeks x 3 categories: 2.5 GiB instead of 12.9).
     frame = pd.DataFrame({
-        "area_id": np.repeat(area_ids, n_weeks * n_cats),
+        "area_id": pd.Categorical.from_codes(
+            np.repeat(np.arange(n_areas, dtype=np.int32), n_weeks * n_cats),
+            categories=pd.Index(area_ids, dtype=object)),
         "week": np.tile(np.repeat(week_values, n_cats), n_areas),
-        "category": np.tile(np.asarray(categories), n_areas * n_weeks),
+        "category": pd.Categorical.from_codes(
+            np.tile(np.arange(n_cats, dtype=np.int16), n_areas * n_weeks),
+            categories=pd.Index(categories, dtype=object)),
         "count": counts.reshape(-1).astype(np.int64),
     })
     frame["outage"] = frame["week"].isin(outages)
@@ -133,6 +139,17 @@ class PanelArrays:
                            self.categories)
 
 
+def _positions(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """``index.get_indexer(values)``; for a categorical column, through its categories
+    (one lookup per distinct value, no string array of every row: an H3 r10 panel has
+    40 M rows)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        lookup = np.append(index.get_indexer(values.cat.categories.astype(str)), -1)
+        return lookup[np.where(codes < 0, len(lookup) - 1, codes)]
+    return index.get_indexer(values)
+
+
 def panel_arrays(panel: Panel, graph: AreaGraph) -> PanelArrays:
     """Turn a panel into dense ``[A, W, C]`` counts in ``graph.area_ids`` order.
 
@@ -146,21 +163,26 @@ def panel_arrays(panel: Panel, graph: AreaGraph) -> PanelArrays:
     frame = panel.counts
     if frame.empty:
         raise ContractError("panel is empty: no (area_id, week, category) rows to learn from")
-    area_pos = pd.Index(np.asarray(graph.area_ids, dtype=str)).get_indexer(frame["area_id"])
+    area_pos = _positions(pd.Index(np.asarray(graph.area_ids, dtype=str)), frame["area_id"])
     if (area_pos < 0).any():
         unknown = sorted(set(frame["area_id"][area_pos < 0].astype(str)))
         raise ContractError(f"panel has {len(unknown)} area_id(s) missing from the graph, "
                          f"e.g. {unknown[:3]}")
     cats = panel.categories
-    week_values = pd.DatetimeIndex(frame["week"])
-    weeks = pd.date_range(week_values.min(), week_values.max(), freq="7D")
-    week_pos = weeks.get_indexer(week_values)
-    if (week_pos < 0).any():
-        odd = week_values[week_pos < 0][0]
+    # factorize first: a lookup per distinct week, not per row
+    week_codes, week_uniques = pd.factorize(frame["week"])
+    week_uniques = pd.DatetimeIndex(week_uniques)
+    weeks = pd.date_range(week_uniques.min(), week_uniques.max(), freq="7D")
+    unique_pos = weeks.get_indexer(week_uniques)
+    if (unique_pos < 0).any():
+        odd = week_uniques[unique_pos < 0][0]
         raise ContractError(f"panel week {odd} is not on the weekly grid starting {weeks[0]}")
-    cat_pos = pd.Index(cats).get_indexer(frame["category"])
-    counts = np.zeros((graph.num_nodes, len(weeks), len(cats)), dtype=np.float32)
-    np.add.at(counts, (area_pos, week_pos, cat_pos), frame["count"].to_numpy(np.float32))
+    week_pos = unique_pos[week_codes]
+    cat_pos = _positions(pd.Index(cats), frame["category"])
+    shape = (graph.num_nodes, len(weeks), len(cats))
+    flat = np.ravel_multi_index((area_pos, week_pos, cat_pos), shape)
+    counts = np.bincount(flat, weights=frame["count"].to_numpy(np.float64),
+                         minlength=int(np.prod(shape))).reshape(shape).astype(np.float32)
     present = np.zeros(len(weeks), dtype=bool)
     present[np.unique(week_pos)] = True
     outage = ~present

@@ -10,7 +10,12 @@ parquet files (folders are searched recursively) and reports:
   occur everywhere, and bare JSON numbers are not matched (they are statistics; see
   :func:`_scan_json`);
 - ``secret``: API-key-like strings (``api_key=...``, bearer tokens, AWS/GitHub/Slack keys,
-  private key blocks, passwords inside URLs).
+  private key blocks, passwords inside URLs);
+- in GeoJSON map exports (``*.geojson``, public at every unit and most sensitive at
+  micro-places such as H3 cells, where one cell may hold a single address):
+  ``incident_point`` for any point geometry (maps publish areas, never incident
+  locations) and ``small_count`` for a count-like property (``count``, ``incidents``,
+  ``crimes``, ...) holding a number below the floor of 5 instead of the text "<5".
 
 Each :class:`Finding` names the file and where in it, with a masked excerpt so the list of
 findings can be shown without repeating the leak.
@@ -53,7 +58,11 @@ ANY_LEAK = re.compile("|".join(
     for p in ADDRESS_PATTERNS + SECRET_PATTERNS))
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+(?:\.[0-9]+)?")
 _TEXT_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".jsonl", ".html", ".htm", ".xml",
-                  ".yaml", ".yml", ".log", ".svg", ".js", ".css"}
+                  ".yaml", ".yml", ".log", ".svg", ".js", ".css", ".geojson"}
+# Property names of a GeoJSON feature that hold a count of incidents.
+_COUNT_PROPERTY = re.compile(r"(?:^|_)(?:count|counts|incidents|crimes|recorded)(?:_|$)",
+                             re.IGNORECASE)
+SMALL_COUNT_FLOOR = 5
 
 
 @dataclass(frozen=True)
@@ -180,9 +189,37 @@ def _scan_json(path: Path, keys: Collection[str], limit: int) -> list[Finding]:
     return findings[:limit]
 
 
+def _scan_geojson(path: Path, limit: int, floor: int = SMALL_COUNT_FLOOR) -> list[Finding]:
+    """Point geometries and count properties below ``floor`` in a GeoJSON export."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        return []
+    features = payload.get("features", []) if isinstance(payload, dict) else []
+    findings: list[Finding] = []
+    for i, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            continue
+        geometry = feature.get("geometry") or {}
+        kinds = [geometry.get("type")] + [g.get("type") for g in
+                                          geometry.get("geometries", []) if isinstance(g, dict)]
+        if {"Point", "MultiPoint"} & set(kinds):
+            findings.append(Finding(path, f"features[{i}].geometry", "incident_point",
+                                    mask(json.dumps(geometry.get("coordinates")))))
+        for key, value in (feature.get("properties") or {}).items():
+            if (_COUNT_PROPERTY.search(str(key)) and isinstance(value, int | float)
+                    and not isinstance(value, bool) and value < floor):
+                findings.append(Finding(path, f"features[{i}].properties.{key}",
+                                        "small_count", f"a number below {floor}"))
+        if len(findings) >= limit:
+            break
+    return findings[:limit]
+
+
 def scan_for_leaks(paths: Iterable[str | Path], source_keys: Collection[str] = (),
                    min_key_length: int = 6, limit_per_file: int = 100) -> list[Finding]:
-    """Scan files and folders for addresses, raw source keys and secrets.
+    """Scan files and folders for addresses, raw source keys and secrets, and GeoJSON
+    exports for incident points and small counts.
 
     ``paths``: files or folders (searched recursively). ``source_keys``: raw record ids
     that must not appear (e.g. the objectids of the raw snapshot); keys shorter than
@@ -200,8 +237,10 @@ def scan_for_leaks(paths: Iterable[str | Path], source_keys: Collection[str] = (
                 key_array = pa.array(list(keys), type=pa.string())
             findings += _scan_parquet(path, key_array, limit_per_file)
             continue
-        if path.suffix.lower() == ".json":
+        if path.suffix.lower() in (".json", ".geojson"):
             findings += _scan_json(path, keys, limit_per_file)
+            if path.suffix.lower() == ".geojson":
+                findings += _scan_geojson(path, limit_per_file)
             continue
         text = _read_text(path)
         if text is None:

@@ -133,11 +133,35 @@ class QualitySettings(_Strict):
 class GraphSettings(_Strict):
     """``configs/data.yaml`` key ``graph``: how the adjacency graph is built."""
 
-    method: Literal["auto", "queen", "knn"] = Field(
-        "auto", description="auto: queen for polygons, knn for points")
+    method: Literal["auto", "h3", "queen", "knn"] = Field(
+        "auto", description="auto: h3 grid rings for H3 cells, queen for polygons, knn "
+        "for points")
     knn_k: int = Field(6, ge=1, description="neighbours per area for the knn method")
     tolerance_deg: float = Field(
         1e-6, ge=0, description="boundaries closer than this (degrees, ~0.1 m) touch")
+
+
+class UnitSettings(_Strict):
+    """``configs/data.yaml`` key ``units``: the spatial unit every stage works on.
+
+    ``tract``: the source's own areas (census tracts for Philadelphia; a city's polygons
+    or centroids); ``centroid``: the same, but the areas file must give points;
+    ``h3``: H3 cells at ``resolution`` covering the city, with demographics interpolated
+    from the source's areas (:mod:`crimecast.data.units`)."""
+
+    kind: Literal["tract", "h3", "centroid"] = "tract"
+    resolution: int = Field(9, ge=5, le=12, description="H3 resolution (9 ~ 0.1 km², "
+                            "10 ~ 0.015 km²); used only when kind is h3")
+    group_from: Literal["shares", "tract"] = Field(
+        "shares", description="h3 cells: group by the tract rule on the interpolated "
+        "shares (shares), or inherit the group of the tract holding most of the cell's "
+        "population (tract)")
+
+    @property
+    def tag(self) -> str:
+        """Short name of the unit: ``tract``, ``centroid`` or ``h3r<resolution>``. It
+        names the artifacts, the registered model and the study of this unit."""
+        return f"h3r{self.resolution}" if self.kind == "h3" else self.kind
 
 
 class CitySettings(_Strict):
@@ -183,6 +207,7 @@ class DataSettings(ConcernSettings):
     graph: GraphSettings = Field(default_factory=GraphSettings)
     city: CitySettings = Field(default_factory=CitySettings)
     centroids: CentroidSettings = Field(default_factory=CentroidSettings)
+    units: UnitSettings = Field(default_factory=UnitSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +226,12 @@ class DataSettings(ConcernSettings):
         if empty:
             raise ValueError(f"categories {empty} list no codes or labels")
         return value
+
+    @property
+    def area_label(self) -> str:
+        """What one area is called in outputs: ``H3 cell`` at the h3 unit, else
+        ``city.unit_label`` (tract, neighbourhood, ...)."""
+        return "H3 cell" if self.units.kind == "h3" else self.city.unit_label
 
     @property
     def category_names(self) -> list[str]:

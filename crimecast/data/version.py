@@ -36,7 +36,8 @@ def data_version(files: dict[str, Path] | None = None, lock_file: Path | None = 
     output, else from hashing the file (``"missing"`` when absent). ``raw_md5`` digests
     every file in ``raw_dir`` (default: ``DataSettings.raw_dir``) by name and content;
     ``data_config_md5`` the data settings that shape the data (``data_config``, default
-    ``configs/data.yaml`` without ``city``). Returns ``{"<name>_md5": md5, ...,
+    ``configs/data.yaml`` without ``city``); ``unit`` the spatial unit's tag (``tract``,
+    ``h3r9``, ...). Returns ``{"<name>_md5": md5, ..., "unit": tag,
     "version": <12-hex digest of all of them>}``.
     """
     files = files or {"panel": ARTIFACTS.panel, "graph": ARTIFACTS.graph, "areas": ARTIFACTS.areas}
@@ -51,13 +52,15 @@ def data_version(files: dict[str, Path] | None = None, lock_file: Path | None = 
             out[f"{name}_md5"] = file_md5(path)
         else:
             out[f"{name}_md5"] = "missing"
-    if raw_dir is None or data_config is None:
-        from crimecast.data.settings import DataSettings
+    from crimecast.data.settings import DataSettings
 
+    if raw_dir is None or data_config is None:
         settings = DataSettings.load()
         raw_dir = raw_dir or settings.raw_path()
         data_config = (data_config if data_config is not None
                        else settings.model_dump(mode="json", exclude={"city"}))
+    units = data_config.get("units") or {}
+    out["unit"] = DataSettings.model_validate({"units": units}).units.tag
     out["raw_md5"] = folder_md5(raw_dir)
     out["data_config_md5"] = hashlib.md5(
         json.dumps(data_config, sort_keys=True, default=str).encode()).hexdigest()

@@ -165,7 +165,7 @@ def _by_group(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Horizon-1 numbers of one target by group: cells, areas, coverage before and after
     calibration, deviance, MAE."""
     out = {}
-    for group, part in frame.groupby("group", sort=True):
+    for group, part in frame.groupby("group", sort=True, observed=True):
         y, mu = part["actual"].to_numpy(float), part["mean"].to_numpy(float)
         row = {"n": float(len(part)), "areas": float(part["area_id"].nunique()),
                "poisson_deviance": float(np.mean(unit_deviance(y, mu))),
@@ -202,7 +202,7 @@ def summarise(rows: pd.DataFrame, graph: AreaGraph,
     summary["by_horizon"] = {str(h): point_metrics(part)
                              for h, part in active.groupby("horizon", sort=True)}
     summary["by_category"] = {str(c): point_metrics(part)
-                              for c, part in rows.groupby("category", sort=True)}
+                              for c, part in rows.groupby("category", sort=True, observed=True)}
     summary["origins"] = int(rows["origin"].nunique())
     summary["excluded_categories"] = excluded
     if "dispersion" not in rows.columns:
@@ -293,7 +293,7 @@ def _with_dispersion(forecast: pd.DataFrame, model: Forecaster) -> pd.DataFrame:
 def _calibrate_rows(rows: pd.DataFrame, calibration: dict[str, Any]) -> pd.DataFrame:
     """The rows with each category's bounds at its calibrated central probabilities."""
     parts = [apply_calibration(part, calibration, str(category))
-             for category, part in rows.groupby("category", sort=False)]
+             for category, part in rows.groupby("category", sort=False, observed=True)]
     return pd.concat(parts).sort_index() if parts else rows
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import model_validator
 
 from crimecast.config import ConcernSettings
 from crimecast.paths import resolve, state_sqlite_url
@@ -33,6 +35,21 @@ class TrackingSettings(ConcernSettings):
     registered_model: str = "crimecast"
     history_weeks: int = 160
     log_map: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_per_unit(cls, data: Any) -> Any:
+        """Units other than tract register under ``<registered_model>-<unit>`` (e.g.
+        ``crimecast-h3r9``), so each unit keeps its own versions and ``@champion``."""
+        from crimecast.data.settings import DataSettings
+
+        if not isinstance(data, dict):
+            return data
+        tag = DataSettings.load().units.tag
+        name = str(data.get("registered_model", "crimecast"))
+        if tag != "tract" and not name.endswith(f"-{tag}"):
+            data = {**data, "registered_model": f"{name}-{tag}"}
+        return data
 
     def resolved_tracking_uri(self) -> str:
         """The configured URI, or SQLite at ``<home>/state/mlflow.db`` (absolute path)."""

@@ -91,7 +91,7 @@ def forecast_map_png(backtest_rows: pd.DataFrame, areas_path: Path, target: Path
 
     rows = backtest_rows[backtest_rows["horizon"] == backtest_rows["horizon"].min()]
     rows = rows[rows["origin"] == rows["origin"].max()]
-    per_area = rows.groupby("area_id")[["mean", "actual"]].sum()
+    per_area = rows.groupby("area_id", observed=True)[["mean", "actual"]].sum()
     areas = gpd.read_parquet(areas_path)[["area_id", "geometry"]]
     areas = areas.merge(per_area, left_on="area_id", right_index=True, how="left").fillna(0)
     vmax = float(max(areas["mean"].max(), areas["actual"].max(), 1.0))
@@ -191,7 +191,8 @@ def train_and_register(
         # The exact hyperparameters, so promotion can refit this model on other windows.
         mlflow.log_dict(_jsonable(full_params), "model_params.json")
         mlflow.log_params({
-            "model.name": model_name, "data.areas": graph.num_nodes, "data.edges": graph.num_edges,
+            "model.name": model_name, "data.unit": versions["unit"],
+            "data.areas": graph.num_nodes, "data.edges": graph.num_edges,
             "data.weeks": len(panel.weeks), "data.first_week": str(panel.weeks[0].date()),
             "data.last_week": str(panel.last_week.date()),
             "data.categories": ",".join(panel.categories),
@@ -226,7 +227,8 @@ def train_and_register(
             "model_name": model_name,
             "model_params": {k: _param_text(v) for k, v in full_params.items()},
             "data_version": versions["version"],
-            "data_md5": {k: v for k, v in versions.items() if k != "version"},
+            "unit": versions["unit"],
+            "data_md5": {k: v for k, v in versions.items() if k not in ("version", "unit")},
             "first_observed_week": str(panel.weeks[0].date()),
             "last_observed_week": str(panel.last_week.date()),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -241,6 +243,8 @@ def train_and_register(
         client.set_model_version_tag(settings.registered_model, version, "model.name", model_name)
         client.set_model_version_tag(settings.registered_model, version, "data.version",
                                      versions["version"])
+        client.set_model_version_tag(settings.registered_model, version, "data.unit",
+                                     versions["unit"])
         describe_version(client, settings.registered_model, version, model_name, panel,
                          versions["version"], metrics, run.info.run_id)
     set_alias(alias, version, actor=actor, event="register", settings=settings,
@@ -293,9 +297,10 @@ def city_card() -> dict[str, str]:
     data source and licence, as the model's metadata carries them to serving."""
     from crimecast.data.settings import DataSettings
 
-    city = DataSettings.load().city
-    return {"name": city.name, "unit_label": city.unit_label, "source": city.source,
-            "licence": city.licence}
+    settings = DataSettings.load()
+    city = settings.city
+    return {"name": city.name, "unit_label": settings.area_label, "unit": settings.units.tag,
+            "source": city.source, "licence": city.licence}
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

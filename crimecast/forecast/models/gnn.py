@@ -40,7 +40,12 @@ from torch_geometric.nn import GATConv, GCNConv, GraphConv
 
 from crimecast.contracts import AreaGraph
 from crimecast.data.panel import PanelArrays
-from crimecast.forecast.features import FeatureSpec, area_covariates, lag_features
+from crimecast.forecast.features import (
+    FeatureSpec,
+    area_covariates,
+    lag_features,
+    trailing_weeks,
+)
 from crimecast.forecast.models.base import FeatureForecaster, ModelError
 from crimecast.forecast.models.sampling import UniformNeighbourSampler
 
@@ -552,6 +557,7 @@ class GNNForecaster(FeatureForecaster):
                       horizons: tuple[int, ...]) -> np.ndarray:
         if self.module_ is None:
             raise ModelError("gnn: not fitted")
+        data = trailing_weeks(data, self.spec)  # inputs of the last week only
         seq, static, log_base = self._inputs(data, graph)
         last = data.counts.shape[1] - 1
         static_now = (static[:, last] - self.static_mean_) / self.static_std_

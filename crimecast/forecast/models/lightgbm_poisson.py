@@ -34,6 +34,7 @@ from crimecast.forecast.features import (
     FeatureSpec,
     area_covariates,
     lag_features,
+    trailing_weeks,
     week_of_year_circle,
 )
 from crimecast.forecast.models.base import FeatureForecaster, ModelError
@@ -211,6 +212,7 @@ class LightGBMPoisson(FeatureForecaster):
 
     def _predict_mean(self, data: PanelArrays, graph: AreaGraph,
                       horizons: tuple[int, ...]) -> np.ndarray:
+        data = trailing_weeks(data, self.spec)  # features of the last week only
         num_weeks = data.counts.shape[1]
         x, _ = self._design(data, graph, np.array([num_weeks - 1]), horizons)
         best = self.booster_.best_iteration or None
