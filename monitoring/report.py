@@ -10,7 +10,9 @@ what one area is called come from configs/data.yaml ``city``):
   exposure shares;
 - the promotion history with the reason for every decision (``state/audit.jsonl``);
 - a model card: data, intended use, limits;
-- the feedback-loop simulation results when ``reports/simulation/`` exists.
+- the feedback-loop simulation results when ``reports/simulation/`` exists;
+- "Did it work?": the impact estimates of ``crimecast impact`` (``impact.json``), or
+  "no interventions recorded yet".
 
 Privacy rules: no exact count below ``suppress_below`` (5) appears anywhere — maps and the
 GeoJSON export use classes, per-group tables show shares and ratios, not counts; forecasts
@@ -34,6 +36,8 @@ import pandas as pd
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
 from crimecast.data.settings import DataSettings
+from crimecast.paths import resolve
+from monitoring.impact import did_it_work_html, read_impact
 from monitoring.settings import MonitoringSettings
 
 COUNT_BINS: tuple[int, ...] = (5, 10, 20, 50)
@@ -311,6 +315,7 @@ def render_html(context: dict[str, Any]) -> str:
         if context.get("simulation_plot"):
             parts.append(f"<img alt='feedback loop gap' src='data:image/png;base64,"
                          f"{context['simulation_plot']}'>")
+    parts.append(did_it_work_html(context.get("impact"), floor))
     parts += [
         "<h2>Model card</h2>",
         _table([
@@ -373,6 +378,7 @@ def build_report(settings: MonitoringSettings, directory: Path) -> dict[str, Pat
         "forecast_model": label, "summary": summary, "history": history,
         "audit": _audit_rows(read_audit(settings.path("audit_path"))),
         "simulation": simulation, "simulation_plot": simulation_plot,
+        "impact": read_impact(resolve(settings.impact.output)),
         "data_note": (f"Weekly recorded incidents per {unit} from {first.date()} to "
                       f"{last.date()} ({len(panel.weeks)} weeks), {unit} demographics. "
                       f"Incident locations are aggregated to {units}; no addresses, names or "

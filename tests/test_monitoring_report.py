@@ -55,8 +55,9 @@ def _publish(home, monkeypatch):
 def test_report_shows_metrics_maps_history_and_model_card(published):
     page = (published / "index.html").read_text()
     for heading in ("Maps", "Accuracy, drift and fairness", "By demographic group",
-                    "Promotion history", "Model card"):
+                    "Promotion history", "Did it work?", "Model card"):
         assert heading in page
+    assert "No interventions recorded yet" in page  # no `crimecast impact` run here
     assert page.count("data:image/png;base64,") >= 3  # two maps + drift history
     assert "refused: group disparity grew past band" in page
     assert "never scores, lists or predicts individual people" in page

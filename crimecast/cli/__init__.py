@@ -46,6 +46,7 @@ _TOPICS: list[tuple[str, str | None]] = [
     ("models", None),
     ("serve", None),
     ("monitor", None),
+    ("impact", None),
     ("demo", None),
 ]
 
