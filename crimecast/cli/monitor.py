@@ -48,13 +48,14 @@ def run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from crimecast.contracts import AreaGraph, Panel
+    from crimecast.data.panel import target_panel
     from monitoring.run import monitor, write_outputs
     from monitoring.workspace import OversightWorkspace
 
     if source not in ("auto", "predlog", "replay"):
         raise typer.BadParameter(f"--source must be auto, predlog or replay, got {source!r}")
     settings = _settings()
-    panel, graph = Panel.load(), AreaGraph.load()
+    panel, graph = target_panel(Panel.load()), AreaGraph.load()
     out_dir = settings.path("output_dir")
     ws = (OversightWorkspace(settings.path("workspace_dir"), settings.project_name,
                              out_dir / "workspace_index.json") if workspace else None)
