@@ -133,6 +133,8 @@ class CrimecastService:
         info["summary"] = {"kind": request.kind, "units": {a.area_id: a.units
                                                            for a in answer.allocations},
                            "cap_ratio": answer.cap_ratio}
+        if answer.trial is not None:  # the plan's record keeps what reproduces the draw
+            info["summary"]["trial"] = answer.trial.model_dump()
         return answer
 
     @bentoml.api
