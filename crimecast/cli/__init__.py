@@ -47,6 +47,7 @@ _TOPICS: list[tuple[str, str | None]] = [
     ("serve", None),
     ("monitor", None),
     ("impact", None),
+    ("cycle", None),
     ("demo", None),
 ]
 

@@ -155,7 +155,8 @@ def feedback(
 ) -> None:
     """Feedback-loop simulation (Ensign et al. 2018): patrol units follow the model's
     forecast, discovery follows patrols, the model retrains on what was recorded. Runs the
-    naive loop and two mitigations and writes plots and tables."""
+    naive loop, two training mitigations and trial-mode (randomised) allocation, and
+    writes plots and tables."""
     from crimecast.paths import resolve
     from monitoring.simulate import SimulationConfig, run_all, write_simulation
 
