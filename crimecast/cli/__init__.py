@@ -48,6 +48,7 @@ _TOPICS: list[tuple[str, str | None]] = [
     ("monitor", None),
     ("impact", None),
     ("cycle", None),
+    ("dosage", None),
     ("demo", None),
 ]
 

@@ -24,11 +24,15 @@ def _ci(ci: Any) -> str:
 
 @app.command()
 def impact(
-    treated: Annotated[Path, typer.Option(
-        "--treated", help="CSV with an area_id column: the treated areas.")],
-    start: Annotated[str, typer.Option(
-        "--start", help="Monday of the first treated week (YYYY-MM-DD).")],
-    weeks: Annotated[int, typer.Option("--weeks", min=1, help="Number of treated weeks.")],
+    treated: Annotated[Path | None, typer.Option(
+        "--treated", help="CSV with an area_id column: the treated areas (default: the "
+                          "areas with recorded dosage above impact.dosage_min_amount).")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="Monday of the first treated week (YYYY-MM-DD; default with "
+                        "dosage: its first week).")] = None,
+    weeks: Annotated[int | None, typer.Option(
+        "--weeks", min=1, help="Number of treated weeks (default with dosage: its span).")
+    ] = None,
     output: Annotated[Path | None, typer.Option(
         help="Where to write the estimates (default: impact.output in "
              "configs/monitoring.yaml).")] = None,
@@ -40,13 +44,35 @@ def impact(
     from rich.table import Table
 
     from crimecast.contracts import AreaGraph, Panel
+    from crimecast.errors import CrimecastError
     from crimecast.paths import resolve
-    from monitoring.impact import run_impact, treated_from_file, write_impact
+    from monitoring.dosage import current_dosage
+    from monitoring.impact import (
+        run_impact,
+        treated_from_dosage,
+        treated_from_file,
+        write_impact,
+    )
     from monitoring.settings import MonitoringSettings
 
-    settings = MonitoringSettings.load().impact
+    monitoring = MonitoringSettings.load()
+    settings = monitoring.impact
     panel, graph = Panel.load(), AreaGraph.load()
-    ids = treated_from_file(treated, graph.area_ids)
+    if treated is not None:
+        ids = treated_from_file(treated, graph.area_ids)
+    else:
+        ids, first, span = treated_from_dosage(current_dosage(monitoring.predlog_url),
+                                               settings.dosage_kind, settings.dosage_min_amount)
+        if not ids:
+            raise CrimecastError(
+                f"no area has {settings.dosage_kind} dosage of at least "
+                f"{settings.dosage_min_amount:g} a week recorded: no interventions recorded yet",
+                file="configs/monitoring.yaml", key="impact.dosage_min_amount",
+                hint="record dosage (`crimecast dosage import FILE`) or give --treated FILE")
+        start = start or str(first.date())
+        weeks = weeks or span
+    if start is None or weeks is None:
+        raise CrimecastError("--start and --weeks are needed with --treated", key="--start")
     result = run_impact(panel, graph, ids, start, weeks, settings)
     path = write_impact(result, output or resolve(settings.output))
     design = result["design"]
