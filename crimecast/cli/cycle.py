@@ -72,12 +72,15 @@ def cycle_steps(settings) -> list:
             "data", "refresh", "--since", _refresh_since(settings.refresh_overlap_weeks)))])
     else:
         refresh = Step("refresh", function=lambda: "the source is an embedded snapshot "
-                       "(configs/cycle.yaml refresh: none): nothing to fetch")
+                       "(configs/cycle.yaml refresh: none): nothing to fetch",
+                       describe="nothing to fetch (refresh: none)")
     return [
         refresh,
         Step("repro", commands=[Command(repro_command([settings.repro_target]))]),
         Step("reload", function=lambda: _reload(settings.service_url, settings.admin_key_env,
-                                                settings.reload_timeout_s)),
+                                                settings.reload_timeout_s),
+             describe=(f"POST {settings.service_url}/reload" if settings.service_url else
+                       "no service_url: the service polls @champion")),
         Step("monitor", commands=[
             Command(_crimecast("monitor", "run")),
             Command(_crimecast("monitor", "check"),

@@ -94,11 +94,13 @@ class Command:
 
 @dataclass
 class Step:
-    """One step: ``commands`` run in order, or a ``function`` returning a one-line note."""
+    """One step: ``commands`` run in order, or a ``function`` returning a one-line note
+    (``describe`` says what it does, for ``--dry-run``)."""
 
     name: str
     commands: list[Command] = field(default_factory=list)
     function: Callable[[], str] | None = None
+    describe: str = ""
 
 
 @dataclass
@@ -173,7 +175,7 @@ def run_cycle(steps: list[Step], settings: CycleSettings, echo: Callable[[str], 
                 step.name in state.get("done", {})
             plan[step.name] = "skip (done for this pipeline state)" if done else "would run"
             what = ("; ".join(" ".join(c.args) for c in step.commands) if step.commands
-                    else "(built in)")
+                    else step.describe or "(built in)")
             echo(f"{step.name:8s} {plan[step.name]}: {what}")
         return CycleResult(plan, [], False, key)
 
