@@ -17,6 +17,8 @@ configs/data.yaml ``city``):
 - the promotion history with the gate's policy and every check (numbers, 95 %
   intervals) in plain words; public exceptions and changes made outside the gate;
 - the feedback-loop simulation when ``reports/simulation/`` exists (else not linked);
+- "Did it work?": the impact estimates of ``crimecast impact`` (``impact.json``) in plain
+  words with their intervals, or "no interventions recorded yet";
 - a model card. Every table can be downloaded as CSV (``tables/*.csv``); every term links
   to ``glossary.html``. The layout reflows to a phone's width.
 
@@ -41,7 +43,9 @@ import pandas as pd
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
 from crimecast.data.settings import DataSettings
+from crimecast.paths import resolve
 from monitoring.areamap import count_class_index, count_labels, map_figure, risk_classes, suppress
+from monitoring.impact import did_it_work_html, read_impact
 from monitoring.glossary import GLOSSARY_FILE, glossary_page, group_words, term
 from monitoring.settings import MonitoringSettings
 
@@ -505,6 +509,10 @@ def _simulation(page: Page) -> None:
                  f"{page.context['simulation_plot']}'>")
 
 
+def _did_it_work(page: Page) -> None:
+    page.add(did_it_work_html(page.context.get("impact"), page.context["floor"]))
+
+
 def _model_card(page: Page) -> None:
     c = page.context
     see_sim = (" (see the <a href='#simulation'>simulation</a>)" if c.get("simulation") else "")
@@ -604,7 +612,8 @@ def disparity_chart(groups: pd.DataFrame, band: tuple[float, float], exempt: lis
 
 # --------------------------------------------------------------------------- assembly
 SECTIONS: list[Callable[[Page], None]] = [_header, _map, _accuracy, _groups, _alerts,
-                                          _history, _simulation, _model_card]
+                                          _history, _simulation, _did_it_work,
+                                          _model_card]
 
 
 def render_html(context: dict[str, Any]) -> tuple[str, dict[str, pd.DataFrame]]:
@@ -712,6 +721,7 @@ def build_report(settings: MonitoringSettings, directory: Path,
         "alerts": _current_alerts(settings),
         "audit": read_audit(settings.path("audit_path")), "policy": policy_text(promotion),
         "simulation": simulation, "simulation_plot": simulation_plot,
+        "impact": read_impact(resolve(settings.impact.output)),
         "data_note": (f"Weekly recorded incidents per {unit} from {first.date()} to "
                       f"{last.date()} ({len(panel.weeks)} weeks), {unit} demographics. "
                       f"Incident locations are aggregated to {units}; no addresses, names or "

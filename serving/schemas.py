@@ -60,6 +60,10 @@ class AllocateRequest(_Strict):
     cap_ratio: float | None = Field(
         None, ge=1.0, le=100.0,
         description="Allowed ratio (>= 1); null means the configured default.")
+    trial_seed: int | None = Field(
+        None, ge=0, le=2**63 - 1,
+        description="Trial mode only (serving.yaml allocation.trial_share > 0): the seed "
+                    "of the random assignment, to reproduce a recorded one; null draws one.")
 
 
 class OutcomeRow(_Strict):
@@ -151,6 +155,20 @@ class GroupShare(BaseModel):
     capped: bool
 
 
+class TrialInfo(BaseModel):
+    """Trial mode's random assignment, reproducible from ``seed``."""
+
+    seed: int
+    share: float = Field(description="Configured share of the units assigned at random.")
+    tolerance: float = Field(description="Relative distance from the cut-off of the band.")
+    cutoff_risk: float = Field(description="Lowest weight that got a unit in the plan (the "
+                                           "expected count for patrol).")
+    trial_units: int = Field(description="Units assigned at random.")
+    band: list[str] = Field(description="Areas near the cut-off the draw was among.")
+    randomised: list[str] = Field(description="Areas that got a trial unit (one entry "
+                                              "per unit).")
+
+
 class AllocateResponse(BaseModel):
     model_version: str
     data_week: date
@@ -163,6 +181,7 @@ class AllocateResponse(BaseModel):
     weighting: str
     allocations: list[AreaUnits] = Field(description="Tracts that received units.")
     groups: list[GroupShare]
+    trial: TrialInfo | None = Field(None, description="Set in trial mode.")
 
 
 class OutcomesResponse(BaseModel):

@@ -159,7 +159,10 @@ class CrimecastService:
         answer = store.allocate(request)
         info["summary"] = {"kind": request.kind, "units": {a.area_id: a.units
                                                            for a in answer.allocations},
-                           "cap_ratio": answer.cap_ratio}
+                           "cap_ratio": answer.cap_ratio,
+                           "target_week": answer.target_week.isoformat()}
+        if answer.trial is not None:  # the plan's record keeps what reproduces the draw
+            info["summary"]["trial"] = answer.trial.model_dump()
         return answer
 
     @bentoml.api

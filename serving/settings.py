@@ -64,6 +64,8 @@ class AllocationSettings(_Section):
     group_cap_ratio: float | None = Field(1.25, ge=1.0)
     group_column: str = "group"
     vulnerability_column: str = "pct_poverty"
+    trial_share: float = Field(0.0, ge=0.0, le=1.0)
+    trial_tolerance: float = Field(0.25, ge=0.0)
 
 
 class HotspotSettings(_Section):

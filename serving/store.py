@@ -11,6 +11,7 @@ Requests never call the model: ``forecast`` picks pre-built rows, ``hotspots`` a
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,12 @@ import numpy as np
 import pandas as pd
 
 from crimecast.contracts import FORECAST_COLUMNS, validate_forecast
-from crimecast.forecast.allocation import allocate_units, outreach_weights, select_hotspots
+from crimecast.forecast.allocation import (
+    allocate_units,
+    outreach_weights,
+    randomise_near_cutoff,
+    select_hotspots,
+)
 from serving.schemas import (
     AllocateRequest,
     AllocateResponse,
@@ -36,6 +42,7 @@ from serving.schemas import (
     ModelCard,
     ModelResponse,
     OutcomesRequest,
+    TrialInfo,
 )
 from serving.settings import ServingSettings
 
@@ -321,6 +328,20 @@ class ForecastStore:
             cap_ratio = request.cap_ratio or self.settings.allocation.group_cap_ratio
         result = allocate_units(np.asarray(self.area_ids), risk, weight, self.info.group,
                                 request.units, cap_ratio)
+        trial = None
+        config = self.settings.allocation
+        if config.trial_share > 0:
+            seed = (request.trial_seed if request.trial_seed is not None
+                    else secrets.randbelow(2**63))
+            drawn = randomise_near_cutoff(result.by_area["units"].to_numpy(), weight,
+                                          config.trial_share, config.trial_tolerance, seed)
+            result = result.with_units(drawn.units)
+            ids = np.asarray(self.area_ids).astype(str)
+            trial = TrialInfo(seed=drawn.seed, share=config.trial_share,
+                              tolerance=config.trial_tolerance,
+                              cutoff_risk=float(np.nan_to_num(drawn.cutoff)),
+                              trial_units=drawn.trial_units, band=ids[drawn.band].tolist(),
+                              randomised=ids[drawn.randomised].tolist())
         given = result.by_area[result.by_area["units"] > 0].sort_values(
             ["units", "risk"], ascending=False)
         allocations = [AreaUnits(area_id=r.area_id, group=r.group, expected_count=r.risk,
@@ -335,7 +356,8 @@ class ForecastStore:
             model_version=self.card.version, data_week=self.card.last_observed_week,
             target_week=self.target_week[request.horizon], horizon=request.horizon,
             category=request.category or ALL, kind=request.kind, units=request.units,
-            cap_ratio=cap_ratio, weighting=weighting, allocations=allocations, groups=groups)
+            cap_ratio=cap_ratio, weighting=weighting, allocations=allocations, groups=groups,
+            trial=trial)
 
     def model_response(self) -> ModelResponse:
         return ModelResponse(**self.card.model_dump(), areas=len(self.area_ids),

@@ -62,13 +62,14 @@ def _publish(home, monkeypatch):
 def test_report_shows_metrics_map_history_and_model_card(published):
     page = (published / "index.html").read_text()
     for heading in ("Map", "Accuracy and drift", "Fairness by group", "Alerts",
-                    "Promotion history", "Model card"):
+                    "Promotion history", "Did it work?", "Model card"):
         assert f">{heading}</h2>" in page
     assert "Testville" in page and "Testville Police open data" in page
     assert "CC BY 4.0" in page and "oversight@testville.example" in page
     assert 'id="area-map-plot"' in page and "<script src='plotly.min.js'>" in page
     assert (published / "plotly.min.js").stat().st_size > 1_000_000  # offline: JS on disk
     assert "version 2 was refused by the gate" in page
+    assert "No interventions recorded yet" in page  # no `crimecast impact` run here
     assert "refused: group disparity grew past band" in page
     assert "never scores, lists or predicts individual people" in page
     # The gate's policy, in its own words.

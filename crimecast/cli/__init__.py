@@ -90,6 +90,9 @@ _TOPICS: list[tuple[str, str | None]] = [
     ("models", None),
     ("serve", None),
     ("monitor", None),
+    ("impact", None),
+    ("cycle", None),
+    ("dosage", None),
     ("demo", None),
 ]
 

@@ -62,6 +62,7 @@ def run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from crimecast.contracts import AreaGraph, Panel
+    from crimecast.data.panel import target_panel
     from monitoring.run import monitor, write_outputs
     from monitoring.workspace import OversightWorkspace
 
@@ -73,7 +74,7 @@ def run(
         if model != "champion":
             model_class(model)  # an unknown name is one line, before any work
     _detect_manual_alias_changes()
-    panel, graph = Panel.load(), AreaGraph.load()
+    panel, graph = target_panel(Panel.load()), AreaGraph.load()
     out_dir = settings.path("output_dir")
     ws = (OversightWorkspace(settings.path("workspace_dir"), settings.project_name,
                              out_dir / "workspace_index.json") if workspace else None)
@@ -273,7 +274,8 @@ def feedback(
 ) -> None:
     """Feedback-loop simulation (Ensign et al. 2018): patrol units follow the model's
     forecast, discovery follows patrols, the model retrains on what was recorded. Runs the
-    naive loop and two mitigations and writes plots and tables."""
+    naive loop, two training mitigations and trial-mode (randomised) allocation, and
+    writes plots and tables."""
     from crimecast.paths import resolve
     from monitoring.simulate import SimulationConfig, run_all, write_simulation
 
