@@ -24,6 +24,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def ensure_port_free(host: str, port: int, flag: str = "--port", file: str | None = None,
+                     key: str | None = None) -> None:
+    """Raise a one-line :class:`~crimecast.errors.CrimecastError` when ``host:port`` cannot
+    be bound (another server is on it, or the address is not this machine's), before a
+    server is started on it. ``file``/``key`` name the setting that chose the port."""
+    import errno
+
+    from crimecast.errors import CrimecastError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CrimecastError(
+                    f"port {port} on {host} is already in use (another server on it?)",
+                    file=file, key=key,
+                    hint=f"stop what is using it, or pick another port with {flag} N") from None
+            raise CrimecastError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                 file=file, key=key.replace("port", "host") if key else None,
+                                 hint="use an address of this machine, e.g. 127.0.0.1") from None
+
+
 def wait_until_ready(url: str, process: subprocess.Popen, log: Path | None = None,
                      name: str = "server", timeout_s: float = 120.0) -> None:
     """Poll ``url`` until it answers 200. Raises with the log's tail if the process exits

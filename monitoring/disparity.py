@@ -100,20 +100,30 @@ def group_table(frame: pd.DataFrame, settings: DisparitySettings) -> pd.DataFram
     return out.rename_axis("group").reset_index()
 
 
+def exempt_groups() -> list[str]:
+    """Area labels that are not groups of residents (``unknown``: no resident
+    demographics), exempt from disparity alerts. The one setting is the gate's
+    ``exempt_groups`` (configs/promotion.yaml), so the gate and the alerts agree."""
+    from crimecast.lifecycle.gate import PromotionSettings
+
+    return list(PromotionSettings.load().exempt_groups)
+
+
 def band_breaches(table: pd.DataFrame, settings: DisparitySettings,
-                  ratio_columns: tuple[str, ...] = ("flag_rate_per_incident_ratio",)
-                  ) -> list[dict[str, Any]]:
+                  ratio_columns: tuple[str, ...] = ("flag_rate_per_incident_ratio",),
+                  exempt: list[str] | None = None) -> list[dict[str, Any]]:
     """Groups whose disparity ratio lies outside ``settings.band``.
 
     Groups with fewer than ``settings.min_group_areas`` areas, and NaN ratios (no
-    incidents), are skipped: their ratios are too noisy to act on. Returns one record per
-    breach: ``group``, ``ratio`` (column name), ``value``, ``band``, ``direction``
-    (``"above"``/``"below"``).
+    incidents), are skipped: their ratios are too noisy to act on. So are the ``exempt``
+    labels (default: :func:`exempt_groups`). Returns one record per breach: ``group``,
+    ``ratio`` (column name), ``value``, ``band``, ``direction`` (``"above"``/``"below"``).
     """
     low, high = settings.band
+    exempt = exempt_groups() if exempt is None else exempt
     breaches = []
     for _, row in table.iterrows():
-        if row.get("areas", np.inf) < settings.min_group_areas:
+        if row.get("areas", np.inf) < settings.min_group_areas or str(row["group"]) in exempt:
             continue
         for col in ratio_columns:
             value = row.get(col)

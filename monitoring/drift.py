@@ -17,16 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.frames import input_columns
+from monitoring.frames import LAG_INPUTS, input_columns
 from monitoring.settings import DriftSettings
+
+LAG_SET = frozenset(LAG_INPUTS)
 
 
 @dataclass(frozen=True)
 class DriftResult:
     """What one week's drift report found.
 
-    ``drift_share``: share of drifted input columns (0–1); ``drifted_columns``: their
-    names; ``scores``: column → drift score (distance or p-value, per the column's test);
+    ``drift_share``: share of drifted *changing* inputs (the lags; 0–1);
+    ``drifted_columns``: every drifted input, lags and census covariates;
+    ``static_drifted``: the drifted census covariates (static inputs, outside the share); ``scores``: column → drift score (distance or p-value, per the column's test);
     ``prediction_score`` / ``prediction_drifted``: the same for the forecasts;
     ``dataset_drift``: share reached the configured ``drift_share``;
     ``mae`` / ``rmse``: Evidently's regression metrics (None without outcomes).
@@ -42,6 +45,7 @@ class DriftResult:
     mae: float | None = None
     rmse: float | None = None
     rows: int = 0
+    static_drifted: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
@@ -49,6 +53,7 @@ class DriftResult:
         return {
             "week": self.week, "drift_share": self.drift_share,
             "drifted_columns": ",".join(self.drifted_columns),
+            "static_drifted": ",".join(self.static_drifted),
             "dataset_drift": self.dataset_drift,
             "prediction_drift_score": self.prediction_score,
             "prediction_drifted": self.prediction_drifted,
@@ -95,7 +100,10 @@ def _drift_metrics(inputs: list[str], settings: DriftSettings, preset: bool) -> 
 
     per_method = {c: t.method for c, t in settings.per_feature.items() if c in inputs}
     per_threshold = {c: t.threshold for c, t in settings.per_feature.items() if c in inputs}
-    common = {"columns": inputs, "drift_share": settings.drift_share,
+    # The share counts the changing inputs only: static census covariates would dilute
+    # it (3 of 6 inputs can almost never drift), so they get their own per-column tests.
+    common = {"columns": [c for c in inputs if c in LAG_SET] or inputs,
+              "drift_share": settings.drift_share,
               "method": settings.method, "threshold": settings.threshold,
               "per_column_method": per_method or None,
               "per_column_threshold": per_threshold or None}
@@ -112,7 +120,7 @@ def _drift_metrics(inputs: list[str], settings: DriftSettings, preset: bool) -> 
 
 def drift_report(current: pd.DataFrame, reference: pd.DataFrame, settings: DriftSettings,
                  timestamp: datetime | None = None, tags: list[str] | None = None,
-                 full: bool = False):
+                 full: bool = False, name: str | None = None):
     """Run one week's Evidently report; returns ``(snapshot, DriftResult)``.
 
     ``current``: one week's monitoring frame; ``reference``: the reference window's
@@ -135,7 +143,7 @@ def drift_report(current: pd.DataFrame, reference: pd.DataFrame, settings: Drift
     snapshot = Report(metrics, include_tests=True).run(
         Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
         Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition),
-        timestamp=timestamp, tags=tags or [],
+        timestamp=timestamp, tags=tags or [], name=name,
     )
     week = pd.Timestamp(current["week"].iloc[0]) if "week" in current else pd.Timestamp(timestamp)
     return snapshot, parse_snapshot(snapshot.dict(), week, inputs, settings.drift_share,
@@ -170,6 +178,7 @@ def parse_snapshot(payload: dict[str, Any], week: pd.Timestamp, inputs: list[str
         week=week,
         drift_share=share,
         drifted_columns=[c for c in inputs if drifted.get(c)],
+        static_drifted=[c for c in inputs if drifted.get(c) and c not in LAG_SET],
         scores={c: scores[c] for c in inputs if c in scores},
         prediction_score=scores.get("prediction", float("nan")),
         prediction_drifted=drifted.get("prediction", False),

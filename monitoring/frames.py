@@ -40,6 +40,13 @@ def input_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in (*LAG_INPUTS, *COVARIATES) if c in frame.columns]
 
 
+def changing_inputs(frame: pd.DataFrame) -> list[str]:
+    """The inputs that change week to week (the lags): the drift share counts only these.
+    The census covariates are the same every week for the same areas, so they drift
+    only when the area data are replaced; they are tested and reported separately."""
+    return [c for c in LAG_INPUTS if c in frame.columns]
+
+
 def model_inputs(panel: Panel, graph: AreaGraph, weeks: Sequence[pd.Timestamp]) -> pd.DataFrame:
     """Inputs a forecaster sees when it forecasts each of ``weeks`` one week ahead.
 
@@ -189,7 +196,9 @@ def read_prediction_log(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         url = f"sqlite:///{db}"
     engine = sa.create_engine(url)
     try:
-        tables = set(sa.inspect(engine).get_table_names())
+        inspector = sa.inspect(engine)
+        # outcomes is a view (latest value per key) over outcomes_history
+        tables = set(inspector.get_table_names()) | set(inspector.get_view_names())
         served = outcomes = pd.DataFrame()
         with engine.connect() as conn:
             if "served_forecasts" in tables:

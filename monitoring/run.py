@@ -45,6 +45,7 @@ class MonitoringResult:
     frame: pd.DataFrame
     summary: dict[str, Any]
     last_snapshot: Any = field(default=None, repr=False)
+    exposure: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def monitored_weeks(panel: Panel, num_weeks: int, reference_weeks: int
@@ -181,9 +182,12 @@ def monitor(panel: Panel, graph: AreaGraph, settings: MonitoringSettings, *,
     reference_sample = drift.sample_reference(reference, settings.reference_max_rows,
                                               settings.seed)
     weeks = sorted(current["week"].unique())
+    exposure = logged_exposure(settings, graph)
+    exempt = disparity.exempt_groups()
     weekly_rows, group_rows = [], []
     for done, (week, snapshots, row, table) in enumerate(
-            _report_weeks(current, reference_sample, settings, weeks), start=1):
+            _report_weeks(current, reference_sample, settings, weeks, exposure, exempt),
+            start=1):
         weekly_rows.append(row)
         group_rows.append(table.assign(week=week))
         if workspace is not None:
@@ -194,7 +198,8 @@ def monitor(panel: Panel, graph: AreaGraph, settings: MonitoringSettings, *,
     groups = pd.concat(group_rows, ignore_index=True)
     window_groups = disparity.group_table(current, settings.disparity)
     if workspace is not None:
-        workspace.save(sorted(window_groups["group"].astype(str)), input_columns(current))
+        workspace.save(sorted(window_groups["group"].astype(str)), input_columns(current),
+                       exempt)
     summary = _summary(weekly, window_groups, current, reference, settings, source_used, model)
     snapshot = None
     if settings.html_report:
@@ -203,7 +208,29 @@ def monitor(panel: Panel, graph: AreaGraph, settings: MonitoringSettings, *,
         snapshot, _ = drift.drift_report(latest, reference_sample, settings.drift,
                                          timestamp=pd.Timestamp(weeks[-1]).to_pydatetime(),
                                          full=True)
-    return MonitoringResult(weekly, groups, window_groups, current, summary, snapshot)
+    return MonitoringResult(weekly, groups, window_groups, current, summary, snapshot, exposure)
+
+
+def logged_exposure(settings: MonitoringSettings, graph: AreaGraph) -> pd.DataFrame:
+    """Exposure of the ``/allocate`` answers in the prediction log (empty without any)."""
+    from monitoring.exposure import allocation_exposure, read_allocations
+
+    allocations = read_allocations(settings.predlog_url)
+    if allocations.empty:
+        return allocation_exposure(allocations, pd.DataFrame(), graph.areas)
+    served, _ = read_prediction_log(settings.predlog_url)
+    return allocation_exposure(allocations, served, graph.areas)
+
+
+def _with_exposure(table: pd.DataFrame, exposure: pd.DataFrame, week: pd.Timestamp
+                   ) -> pd.DataFrame:
+    """The week's group table plus ``patrol_units_share`` / ``outreach_units_share``."""
+    if exposure.empty:
+        return table
+    rows = exposure[pd.to_datetime(exposure["week"]) == week]
+    shares = rows.pivot_table(index="group", columns="kind", values="units_share")
+    shares.columns = [f"{kind}_units_share" for kind in shares.columns]
+    return table.merge(shares, left_on="group", right_index=True, how="left")
 
 
 # Worker-process state: the reference sample and settings, sent once per worker rather
@@ -211,8 +238,9 @@ def monitor(panel: Panel, graph: AreaGraph, settings: MonitoringSettings, *,
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(reference: pd.DataFrame, settings: MonitoringSettings) -> None:
-    _WORKER["reference"], _WORKER["settings"] = reference, settings
+def _init_worker(reference: pd.DataFrame, settings: MonitoringSettings,
+                 exposure: pd.DataFrame, exempt: list[str]) -> None:
+    _WORKER.update(reference=reference, settings=settings, exposure=exposure, exempt=exempt)
 
 
 def _report_week(week_frame: pd.DataFrame) -> tuple[pd.Timestamp, list[Any], dict[str, Any],
@@ -224,21 +252,25 @@ def _report_week(week_frame: pd.DataFrame) -> tuple[pd.Timestamp, list[Any], dic
     week = pd.Timestamp(week_frame["week"].iloc[0])
     timestamp = week.to_pydatetime()
     snapshot, result = drift.drift_report(week_frame, reference, settings.drift,
-                                          timestamp=timestamp, tags=["drift"])
+                                          timestamp=timestamp, tags=["drift"],
+                                          name=f"Week of {week.date()}: drift and accuracy")
     table = disparity.group_table(week_frame, settings.disparity)
-    groups = groups_snapshot(table, settings.disparity.band, timestamp)
+    groups = groups_snapshot(_with_exposure(table, _WORKER["exposure"], week),
+                             settings.disparity.band, timestamp,
+                             (settings.drift.drift_share, settings.drift.prediction_threshold),
+                             _WORKER["exempt"], settings.disparity.min_group_areas)
     row = {**result.as_row(), **_performance(week_frame, settings)}
     return week, [snapshot, groups], row, table
 
 
 def _report_weeks(current: pd.DataFrame, reference: pd.DataFrame, settings: MonitoringSettings,
-                  weeks: list[Any]):
+                  weeks: list[Any], exposure: pd.DataFrame, exempt: list[str]):
     """Yield :func:`_report_week` results in week order, over ``settings.workers``
     processes (Evidently renders every metric as it computes it, which dominates the run
     time, and weeks are independent)."""
     frames = [current[current["week"] == week] for week in weeks]
     if settings.workers <= 1 or len(frames) < 4:
-        _init_worker(reference, settings)
+        _init_worker(reference, settings, exposure, exempt)
         yield from map(_report_week, frames)
         return
     import multiprocessing
@@ -249,7 +281,8 @@ def _report_weeks(current: pd.DataFrame, reference: pd.DataFrame, settings: Moni
     # fork: workers inherit the already-imported Evidently instead of importing it again.
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context,
-                             initializer=_init_worker, initargs=(reference, settings)) as pool:
+                             initializer=_init_worker,
+                             initargs=(reference, settings, exposure, exempt)) as pool:
         yield from pool.map(_report_week, frames)
 
 
@@ -277,6 +310,7 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
     reference_mae = (metrics.mae(ref_scored["actual"], ref_scored["mean"])
                      if len(ref_scored) else None)
     observed = weekly.dropna(subset=["mae"])
+    exempt = disparity.exempt_groups()
     return {
         "generated_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "source": source, "model": model,
@@ -287,6 +321,8 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
             "week": pd.Timestamp(last["week"]).date().isoformat(),
             "drift_share": float(last["drift_share"]),
             "drifted_columns": [c for c in str(last["drifted_columns"]).split(",") if c],
+            "static_drifted": [c for c in str(last.get("static_drifted", "")).split(",")
+                               if c and c != "nan"],
             "dataset_drift": bool(last["dataset_drift"]),
             "prediction_drifted": bool(last["prediction_drifted"]),
             "prediction_drift_score": float(last["prediction_drift_score"]),
@@ -299,8 +335,11 @@ def _summary(weekly: pd.DataFrame, window_groups: pd.DataFrame, current: pd.Data
             "weeks_with_dataset_drift": int(weekly["dataset_drift"].sum()),
         },
         "groups": _records(window_groups),
-        "disparity_breaches": disparity.band_breaches(window_groups, settings.disparity),
+        "exempt_groups": exempt,
+        "disparity_breaches": disparity.band_breaches(window_groups, settings.disparity,
+                                                      exempt=exempt),
         "thresholds": {"drift_share": settings.drift.drift_share,
+                       "prediction_threshold": settings.drift.prediction_threshold,
                        "band": list(settings.disparity.band),
                        "mae_ratio_max": settings.errors.mae_ratio_max,
                        "coverage80_min": settings.errors.coverage80_min},
@@ -323,6 +362,7 @@ def write_outputs(result: MonitoringResult, directory: Path) -> dict[str, Path]:
         "groups": write_csv(directory / "groups.csv", result.groups),
         "window_groups": write_csv(directory / "window_groups.csv", result.window_groups),
         "frame": write_parquet(directory / "frame.parquet", result.frame),
+        "exposure": write_csv(directory / "exposure.csv", result.exposure),
         "summary": write_json(directory / SUMMARY_FILE, result.summary),
     }
     if result.last_snapshot is not None:

@@ -50,6 +50,20 @@ class ErrorSettings(BaseModel):
     coverage80_min: float = Field(0.6, ge=0, le=1)
 
 
+class ImpactSettings(BaseModel):
+    """``crimecast impact``: how treated areas are found and compared (crimecast.impact)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pre_weeks: int = Field(52, ge=4, description="weeks before the start for matching")
+    controls_per_area: int = Field(5, ge=1, description="matched controls per treated area")
+    min_treated_areas: int = Field(5, ge=1, description="smallest group that is estimated")
+    risk_weeks: int = Field(13, ge=1, description="weeks of the historical-average risk")
+    dosage_kind: str = Field("patrol_minutes", description="dosage that marks treatment")
+    dosage_min_amount: float = Field(
+        60.0, ge=0, description="mean weekly amount over the period that counts as treated")
+    output: str = "state/monitoring/impact.json"
+
+
 class MonitoringSettings(ConcernSettings):
     """Thresholds and locations for drift/disparity monitoring, alerts and the report."""
 
@@ -59,6 +73,7 @@ class MonitoringSettings(ConcernSettings):
     project_name: str = "crimecast oversight"
     output_dir: str = "state/monitoring"
     alerts_path: str = "state/alerts.jsonl"
+    alert_status_path: str = "state/alert_status.jsonl"
     audit_path: str = "state/audit.jsonl"
     predlog_url: str = "sqlite:///state/predlog.db"
     reference_weeks: int = Field(13, ge=2)
@@ -72,10 +87,12 @@ class MonitoringSettings(ConcernSettings):
     drift: DriftSettings = DriftSettings()
     disparity: DisparitySettings = DisparitySettings()
     errors: ErrorSettings = ErrorSettings()
+    impact: ImpactSettings = ImpactSettings()
     webhook_url: str | None = None
     webhook_timeout_s: float = Field(5.0, gt=0)
     suppress_below: int = Field(5, ge=1)
     report_dir: str = "reports"
+    stale_after_days: int = Field(21, ge=1)
 
     @model_validator(mode="after")
     def _webhook_scheme(self) -> MonitoringSettings:

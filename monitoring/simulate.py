@@ -15,12 +15,17 @@ each simulated week ``t``
      ``report_share``; each unreported one is discovered by patrols with probability
      ``1 - exp(-discovery_rate * units)`` (more patrol dosage, more discovery).
 
-Three training policies are compared on the same true crimes and reports:
+Five policies are compared on the same true crimes and reports:
 
 - ``naive``: train on everything recorded (reported + discovered);
 - ``reported_only``: train on public reports only (independent of where patrols were);
 - ``dosage_corrected``: train on recorded counts divided by the probability that a crime
-  is recorded under the area's patrol dosage, ``r + (1 - r) p`` (Horvitz-Thompson).
+  is recorded under the area's patrol dosage, ``r + (1 - r) p`` (Horvitz-Thompson);
+- ``randomised``: train like ``naive``, but allocate in trial mode
+  (:func:`crimecast.forecast.allocation.randomise_near_cutoff`, as ``/allocate`` does when
+  ``trial_share > 0``): ``trial_share`` of the units go at random to areas near the
+  cut-off, so patrols keep sampling places the forecast is unsure about;
+- ``randomised_corrected``: trial-mode allocation and dosage-corrected training.
 
 Per week and group we measure the group's share of patrol units against its share of
 true crime (``λ``), and summarise the week by the total-variation gap
@@ -38,7 +43,8 @@ import pandas as pd
 
 from crimecast.contracts import CATEGORIES, AreaGraph, Panel
 
-POLICIES: tuple[str, ...] = ("naive", "reported_only", "dosage_corrected")
+POLICIES: tuple[str, ...] = ("naive", "reported_only", "dosage_corrected", "randomised",
+                             "randomised_corrected")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,9 @@ class SimulationConfig:
     report_share: float = 0.1
     discovery_rate: float = 0.5
     model: str = "historical_average"
+    # Trial mode of the ``randomised`` policy: share of units at random, relative band.
+    trial_share: float = 0.2
+    trial_tolerance: float = 0.5
     # None: a 4-week window for historical_average (short memory shows the loop sooner),
     # the model's defaults otherwise.
     model_params: dict[str, Any] | None = None
@@ -115,7 +124,7 @@ def simulate(config: SimulationConfig, policy: str, city: City | None = None,
     """Run one training policy; returns one row per (week, group) with ``patrol_share``,
     ``crime_share`` (true), ``recorded_share``, plus the week's ``patrol_gap`` (total
     variation between patrol and true crime shares)."""
-    from crimecast.forecast.allocation import allocate_units
+    from crimecast.forecast.allocation import allocate_units, randomise_near_cutoff
     from crimecast.forecast.models import get_model
 
     if policy not in POLICIES:
@@ -152,6 +161,10 @@ def simulate(config: SimulationConfig, policy: str, city: City | None = None,
         risk = model.predict_mean(history, city.graph, (1,))[:, 0, :].sum(axis=1)
         allocation = allocate_units(city.graph.area_ids, risk, risk, city.groups, config.units)
         units = allocation.by_area["units"].to_numpy(dtype=np.float64)
+        if policy.startswith("randomised"):
+            units = randomise_near_cutoff(units, risk, config.trial_share,
+                                          config.trial_tolerance,
+                                          seed=config.seed * 10_000 + t).units.astype(np.float64)
         p = _discovery(units, config.discovery_rate)[:, None]
         discovered = discovery_rng.binomial(true_counts[:, t] - reported[:, t], p)
         recorded = reported[:, t] + discovered
@@ -170,7 +183,7 @@ def simulate(config: SimulationConfig, policy: str, city: City | None = None,
 def _training_counts(policy: str, reported: np.ndarray, recorded: np.ndarray,
                      discovery: np.ndarray, report_share: float) -> np.ndarray:
     """What the model is trained on under ``policy`` (same shapes as the counts)."""
-    if policy == "naive":
+    if policy in ("naive", "randomised"):
         return recorded.astype(np.float64)
     if policy == "reported_only":
         return reported.astype(np.float64)

@@ -1,14 +1,16 @@
 """Screenshots of the demo's outputs for the README, taken with headless Chromium.
 
 Run after ``make demo``: serves ``workspace/`` with ``evidently ui`` on 127.0.0.1, opens
-the oversight project's dashboard, and renders ``reports/index.html``; writes
-``docs/img/dashboard.png`` and ``docs/img/report.png``.
+the oversight project's dashboard, and renders ``reports/index.html`` at desktop and
+phone width; writes ``docs/img/dashboard.png``, ``docs/img/report.png`` and
+``docs/img/report-phone.png``. ``--home DIR`` takes them from another project home.
 
-    .venv/bin/python scripts/screenshots.py
+    .venv/bin/python scripts/screenshots.py [--home DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -24,23 +26,29 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-sync", "--hide-scrollbars"]
 
 
-def screenshot(url: str, target: Path, height: int, wait_ms: int) -> None:
+def screenshot(url: str, target: Path, height: int, wait_ms: int, width: int = 1400) -> None:
     with tempfile.TemporaryDirectory(prefix="crimecast-chromium-") as profile:
         subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                        f"--window-size=1400,{height}", f"--virtual-time-budget={wait_ms}",
+                        f"--window-size={width},{height}", f"--virtual-time-budget={wait_ms}",
                         f"--screenshot={target}", url],
                        check=True, capture_output=True, timeout=180)
     print(f"wrote {target}")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=ROOT,
+                        help="project home holding reports/ and workspace/ (default: the repo)")
+    home = parser.parse_args().home.resolve()
     images = ROOT / "docs" / "img"
     images.mkdir(parents=True, exist_ok=True)
-    screenshot((ROOT / "reports" / "index.html").as_uri(), images / "report.png", 3000, 3000)
+    report = (home / "reports" / "index.html").as_uri()
+    screenshot(report, images / "report.png", 3000, 5000)
+    screenshot(report, images / "report-phone.png", 1800, 5000, width=390)
 
     port = free_port()
     evidently = Path(sys.executable).with_name("evidently")
-    server = subprocess.Popen([str(evidently), "ui", "--workspace", str(ROOT / "workspace"),
+    server = subprocess.Popen([str(evidently), "ui", "--workspace", str(home / "workspace"),
                                "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)

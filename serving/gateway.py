@@ -3,21 +3,26 @@
 For each request to an API path it
 
 1. assigns a request id (returned as ``X-Request-ID``);
-2. checks ``X-API-Key`` (401 with a generic body; 403 for admin-only paths);
-3. reads the body up to ``limits.max_body_bytes`` (413 beyond);
-4. validates it against the endpoint's pydantic schema and against the loaded model
+2. bounds the request headers (``limits.max_headers``, ``limits.max_header_bytes``: 431);
+3. checks ``X-API-Key`` (401 with a generic body) and the key's scope for the endpoint
+   (403: ``read`` for lookups, ``outcomes`` for ground truth, ``admin`` for ``/reload``);
+4. reads the body up to ``limits.max_body_bytes`` (413 beyond);
+5. validates it against the endpoint's pydantic schema and against the loaded model
    (unknown tracts, categories, limits) and answers 422 listing every problem;
-5. passes it to BentoML, holds the response until its prediction-log row is committed,
+6. passes it to BentoML, holds the response until its prediction-log row is committed,
    then sends it. If the log cannot be written the caller gets 503, never an
    unlogged 200.
 
-Health probes and the OpenAPI document (``keys.open_paths``) pass through untouched.
+Every request is logged under a known endpoint name, or ``unknown`` for any other path
+(never the caller's string). Answers from a model carry ``X-Model-Version``. Health
+probes and the OpenAPI document (``keys.open_paths``) pass through untouched.
 A pure ASGI class rather than Starlette's ``BaseHTTPMiddleware``, which costs an extra
 task and stream per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -28,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from serving.openapi import SWAGGER_PAGE, document_bytes
 from serving.predlog import RequestRecord, summary_json
 from serving.runtime import Runtime
 from serving.schemas import (
@@ -38,15 +44,18 @@ from serving.schemas import (
     OutcomesRequest,
 )
 
-# path -> (endpoint name, request schema, needs an admin key)
-ENDPOINTS: dict[str, tuple[str, type[BaseModel], bool]] = {
-    "/forecast": ("forecast", ForecastRequest, False),
-    "/hotspots": ("hotspots", HotspotsRequest, False),
-    "/allocate": ("allocate", AllocateRequest, False),
-    "/outcomes": ("outcomes", OutcomesRequest, False),
-    "/model": ("model", EmptyRequest, False),
-    "/reload": ("reload", EmptyRequest, True),
+# path -> (endpoint name, request schema, scope the key needs)
+ENDPOINTS: dict[str, tuple[str, type[BaseModel] | None, str]] = {
+    "/forecast": ("forecast", ForecastRequest, "read"),
+    "/hotspots": ("hotspots", HotspotsRequest, "read"),
+    "/allocate": ("allocate", AllocateRequest, "read"),
+    "/outcomes": ("outcomes", OutcomesRequest, "outcomes"),
+    "/model": ("model", EmptyRequest, "read"),
+    "/reload": ("reload", EmptyRequest, "admin"),
+    "/metrics": ("metrics", None, "admin"),
 }
+#: What any other path is logged as (the caller's path never reaches the log).
+UNKNOWN = ("unknown", None, "read")
 SCOPE_KEY = "crimecast"
 
 
@@ -78,9 +87,12 @@ class Gateway:
     """ASGI middleware; ``runtime`` is the worker's :class:`~serving.runtime.Runtime`
     holder (a one-element list, filled when the service instance starts)."""
 
-    def __init__(self, app: Any, runtime: list[Runtime]) -> None:
+    def __init__(self, app: Any, runtime: list[Runtime],
+                 descriptions: dict[str, str] | None = None) -> None:
         self.app = app
         self._runtime = runtime
+        self._descriptions = descriptions or {}
+        self._document: tuple[str | None, bytes] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self._runtime:
@@ -89,24 +101,48 @@ class Gateway:
         runtime = self._runtime[0]
         path = scope["path"]
         if path in runtime.settings.keys.open_paths or path.startswith("/static_content/"):
+            if path in ("/docs.json", "/") and scope["method"] in ("GET", "HEAD"):
+                await self._docs(runtime, path, send)
+                return
             await self.app(scope, receive, send)
             return
         await self._guarded(runtime, scope, receive, send)
+
+    async def _docs(self, runtime: Runtime, path: str, send: Any) -> None:
+        """Our OpenAPI document (rebuilt when the served version changes) or Swagger page."""
+        if path == "/":
+            content, kind = SWAGGER_PAGE, b"text/html; charset=utf-8"
+        else:
+            store = runtime.store
+            version = store.card.version if store is not None else None
+            if self._document is None or self._document[0] != version:
+                api = {p: e for p, e in ENDPOINTS.items() if e[1] is not None}
+                self._document = (version, document_bytes(
+                    runtime.settings, store, self._descriptions,
+                    {p: e[1] for p, e in api.items()}, {p: e[2] for p, e in api.items()}))
+            content, kind = self._document[1], b"application/json"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", kind),
+                                (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
 
     async def _guarded(self, runtime: Runtime, scope: dict[str, Any], receive: Any,
                        send: Any) -> None:
         started = time.perf_counter()
         request_id = next(_REQUEST_IDS)
         path = scope["path"]
-        endpoint, schema, admin_only = ENDPOINTS.get(path, (path.strip("/") or "/", None, False))
+        endpoint, schema, needed = ENDPOINTS.get(path, UNKNOWN)
+        limits = runtime.settings.limits
         presented = declared = None
-        for name, value in scope["headers"]:
+        header_bytes = 0
+        headers = scope["headers"]
+        for name, value in headers:
+            header_bytes += len(name) + len(value) + 4  # ": " and CRLF
             if name == b"x-api-key":
                 presented = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
-        key = runtime.keyring.identify(presented)
-        info: dict[str, Any] = {"request_id": request_id, "key_name": key.name if key else None,
+        info: dict[str, Any] = {"request_id": request_id, "key_name": None,
                                 "endpoint": endpoint}
         body = b""
 
@@ -114,14 +150,22 @@ class Gateway:
             start, content = _json_response(status, payload)
             await self._finish(runtime, info, body, start, [content], started, send)
 
+        if len(headers) > limits.max_headers or header_bytes > limits.max_header_bytes:
+            await reply(431, {"error": "request header fields too large",
+                              "limit_headers": limits.max_headers,
+                              "limit_header_bytes": limits.max_header_bytes})
+            return
+        key = runtime.keyring.identify(presented)
         if key is None:
             await reply(401, {"error": "unauthorized"})
             return
-        if admin_only and not key.admin:
-            await reply(403, {"error": "forbidden: this endpoint needs an admin key"})
+        info["key_name"] = key.name
+        if not key.allows(needed):
+            await reply(403, {"error": f"forbidden: this endpoint needs a key with the "
+                                       f"'{needed}' scope", "scope": needed})
             return
 
-        limit = runtime.settings.limits.max_body_bytes
+        limit = limits.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await reply(413, {"error": "request body too large", "limit_bytes": limit})
             return
@@ -210,8 +254,73 @@ class Gateway:
         except Exception:  # noqa: BLE001 - an unlogged answer must not be acknowledged
             start, content = _json_response(503, {"error": "prediction log unavailable"})
             chunks = [content]
-        headers = [h for h in start["headers"] if h[0].lower() != b"x-request-id"]
+        headers = [h for h in start["headers"]
+                   if h[0].lower() not in (b"x-request-id", b"x-model-version")]
         headers.append((b"x-request-id", info["request_id"].encode()))
+        if info.get("model_version") is not None:
+            headers.append((b"x-model-version", str(info["model_version"]).encode()))
         await send({**start, "headers": headers})
         content = b"".join(chunks)
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+class RequestTimeout:
+    """BentoML's request timeout (``traffic.timeout``) without its leak.
+
+    BentoML 1.4's ``TimeoutMiddleware`` starts a ``loop.call_later(timeout)`` timer per
+    request and never cancels it, plus an extra future and task: ~6 objects per request
+    that stay alive for the whole timeout (60 s). At ~2,000 requests/s that is ~700,000
+    live objects, which reach the oldest GC generation and make every full collection
+    scan them: pauses of every request in flight. Even a cancelled uvloop timer stays
+    alive until its time comes, so this version starts no timer per request: it notes
+    each request's deadline, and one sweeper task per worker cancels, once a second, the
+    requests past theirs (answering 504 if nothing was sent yet). ``/reload`` is exempt:
+    it waits for every worker to load a model.
+    """
+
+    def __init__(self, app: Any, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for task, deadline in list(self._deadlines.items()):
+                if deadline < now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        task = asyncio.current_task()
+        if scope["type"] != "http" or scope["path"] == "/reload" or task is None:
+            await self.app(scope, receive, send)
+            return
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        started = False
+
+        async def _send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        self._deadlines[task] = time.monotonic() + self.timeout
+        try:
+            await self.app(scope, receive, _send)
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            task.uncancel()
+            if started:
+                return
+            start, body = _json_response(504, {"error": "not able to process the request "
+                                                        f"in {self.timeout:g} seconds"})
+            await send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            self._deadlines.pop(task, None)
+            self._expired.discard(task)

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
-    # Unknown fields are mistakes (a typo'd "horizen" must not silently mean the default).
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are mistakes (a typo'd "horizen" must not silently mean the default),
+    # and so are values of the wrong JSON type: "1" or true is not a horizon.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Horizon = Field(1, ge=1, le=4, description="Weeks ahead of the last observed week (1-4).")
@@ -59,10 +60,15 @@ class AllocateRequest(_Strict):
     cap_ratio: float | None = Field(
         None, ge=1.0, le=100.0,
         description="Allowed ratio (>= 1); null means the configured default.")
+    trial_seed: int | None = Field(
+        None, ge=0, le=2**63 - 1,
+        description="Trial mode only (serving.yaml allocation.trial_share > 0): the seed "
+                    "of the random assignment, to reproduce a recorded one; null draws one.")
 
 
 class OutcomeRow(_Strict):
-    week: date = Field(..., description="Monday of the observed week (not in the future).")
+    week: date = Field(..., description="Monday of a finished week, not before the data's "
+                                        "first week.")
     area_id: str
     category: str
     count: int = Field(..., ge=0, le=1_000_000)
@@ -149,6 +155,20 @@ class GroupShare(BaseModel):
     capped: bool
 
 
+class TrialInfo(BaseModel):
+    """Trial mode's random assignment, reproducible from ``seed``."""
+
+    seed: int
+    share: float = Field(description="Configured share of the units assigned at random.")
+    tolerance: float = Field(description="Relative distance from the cut-off of the band.")
+    cutoff_risk: float = Field(description="Lowest weight that got a unit in the plan (the "
+                                           "expected count for patrol).")
+    trial_units: int = Field(description="Units assigned at random.")
+    band: list[str] = Field(description="Areas near the cut-off the draw was among.")
+    randomised: list[str] = Field(description="Areas that got a trial unit (one entry "
+                                              "per unit).")
+
+
 class AllocateResponse(BaseModel):
     model_version: str
     data_week: date
@@ -161,6 +181,7 @@ class AllocateResponse(BaseModel):
     weighting: str
     allocations: list[AreaUnits] = Field(description="Tracts that received units.")
     groups: list[GroupShare]
+    trial: TrialInfo | None = Field(None, description="Set in trial mode.")
 
 
 class OutcomesResponse(BaseModel):
@@ -177,6 +198,8 @@ class ModelCard(BaseModel):
     version: str
     alias: str
     data_version: str | None
+    first_observed_week: date | None = Field(
+        None, description="First week of the training data; outcomes before it are refused.")
     last_observed_week: date
     trained_at: str | None
     backtest_metrics: dict[str, Any]
@@ -190,9 +213,45 @@ class ModelResponse(ModelCard):
     areas: int
     categories: list[str]
     horizons: list[int]
+    worker_id: str | None = Field(None, description="The worker process that answered.")
+
+
+class WorkerVersion(BaseModel):
+    worker_id: str
+    version: str | None
 
 
 class ReloadResponse(BaseModel):
     previous_version: str | None
     version: str
-    changed: bool
+    changed: bool = Field(description="Whether the worker that answered swapped.")
+    all_swapped: bool = Field(True, description="Every live worker serves `version`.")
+    workers: list[WorkerVersion] = Field(default_factory=list,
+                                         description="Each live worker's version.")
+
+
+# ---- error bodies (answered by serving.gateway; documented in /docs.json) ---------------
+class ErrorBody(BaseModel):
+    error: str = Field(examples=["unauthorized"])
+
+
+class ForbiddenBody(ErrorBody):
+    scope: str = Field(description="The scope the endpoint needs.", examples=["outcomes"])
+
+
+class TooLargeBody(ErrorBody):
+    limit_bytes: int
+
+
+class HeadersTooLargeBody(ErrorBody):
+    limit_headers: int
+    limit_header_bytes: int
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the field, or (body).")
+    problem: str
+
+
+class InvalidRequestBody(ErrorBody):
+    problems: list[Problem]

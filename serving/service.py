@@ -18,12 +18,17 @@ HTTP in BentoML 1.4 and miss the key): shared logic lives in plain methods of th
 from __future__ import annotations
 
 import asyncio
+import inspect
 from http import HTTPStatus
 from typing import Any
 
 import bentoml
+import bentoml._internal.server.http.traffic as bentoml_traffic
 
-from serving.gateway import ENDPOINTS, SCOPE_KEY, Gateway
+from crimecast.errors import USER_ERROR_EXIT, CrimecastError, report
+from serving import httplimits
+from serving.auth import check_keys
+from serving.gateway import ENDPOINTS, SCOPE_KEY, Gateway, RequestTimeout
 from serving.predlog import Outcome
 from serving.runtime import NoChampion, Runtime
 from serving.schemas import (
@@ -42,7 +47,29 @@ from serving.schemas import (
 from serving.settings import ServingSettings
 from serving.store import ForecastStore
 
-SETTINGS = ServingSettings.load()
+
+def _settings_or_exit() -> ServingSettings:
+    """The settings, with the keys checked: a user mistake here (a malformed keys file or
+    CRIMECAST_API_KEYS, a bad serving.yaml) is one line and exit code 2 in the process
+    that imports this module first (``bentoml serve``), so no worker crash-loops."""
+    try:
+        settings = ServingSettings.load()
+        check_keys(settings)
+    except CrimecastError as exc:
+        report(exc)
+        raise SystemExit(USER_ERROR_EXIT) from None
+    return settings
+
+
+SETTINGS = _settings_or_exit()
+
+# BentoML builds its middleware stack when the worker creates the ASGI app (after this
+# import) and looks TimeoutMiddleware up in this module then: swap in the non-leaking one
+# (see serving.gateway.RequestTimeout for the stall it caused).
+if hasattr(bentoml_traffic, "TimeoutMiddleware"):
+    bentoml_traffic.TimeoutMiddleware = RequestTimeout
+# Bound request headers in the HTTP parser (serving.httplimits), before they are buffered.
+httplimits.install(SETTINGS.limits.max_header_bytes, SETTINGS.limits.max_headers)
 # Filled by the service instance at startup; the gateway reads it (same worker process).
 RUNTIME: list[Runtime] = []
 
@@ -132,18 +159,22 @@ class CrimecastService:
         answer = store.allocate(request)
         info["summary"] = {"kind": request.kind, "units": {a.area_id: a.units
                                                            for a in answer.allocations},
-                           "cap_ratio": answer.cap_ratio}
+                           "cap_ratio": answer.cap_ratio,
+                           "target_week": answer.target_week.isoformat()}
+        if answer.trial is not None:  # the plan's record keeps what reproduces the draw
+            info["summary"]["trial"] = answer.trial.model_dump()
         return answer
 
     @bentoml.api
     async def outcomes(self, request: OutcomesRequest, /, ctx: bentoml.Context) -> OutcomesResponse:
-        """Record observed counts for past weeks (idempotent: re-posting replaces)."""
+        """(outcomes scope) Record observed counts for finished weeks. Every write is kept
+        with who and when (``outcomes_history``); re-posting a row makes it the latest."""
         _, info = self._store(ctx)
         assert self.runtime.predlog is not None
         rows = [Outcome(week=o.week, area_id=o.area_id, category=o.category, count=o.count)
                 for o in request.outcomes]
-        written = await asyncio.wrap_future(
-            self.runtime.predlog.upsert_outcomes(rows, info.get("key_name")))
+        written = await asyncio.wrap_future(self.runtime.predlog.upsert_outcomes(
+            rows, info.get("key_name"), info.get("request_id")))
         weeks = sorted({o.week for o in request.outcomes})
         info["summary"] = {"written": written, "weeks": [str(w) for w in weeks]}
         return OutcomesResponse(written=written, weeks=weeks)
@@ -153,22 +184,29 @@ class CrimecastService:
         """The served model version, its alias, training data version and backtest metrics."""
         store, info = self._store(ctx)
         info["summary"] = {"version": store.card.version}
-        return store.model_response()
+        return store.model_response().model_copy(update={"worker_id": self.runtime.worker_id})
 
     @bentoml.api
     async def reload(self, request: EmptyRequest, /, ctx: bentoml.Context) -> ReloadResponse:
-        """(admin) Load the version the alias points to now, if it changed; requests keep
-        being answered by the current version until the new one is ready."""
+        """(admin) Make every worker load the version the alias points to now; answers
+        when all live workers serve it (or after ``reload_wait_seconds``, listing each
+        worker's version). Requests keep being answered by the current version until the
+        new one is ready."""
         info = _request_info(ctx)
         try:
-            result = await self.runtime.reload_async()
+            result = await self.runtime.reload_async(info.get("key_name"))
         except NoChampion as exc:
             raise ServiceUnavailable(str(exc)) from None
         info["model_version"] = result.version
         info["summary"] = {"previous_version": result.previous_version,
-                           "version": result.version, "changed": result.changed}
+                           "version": result.version, "changed": result.changed,
+                           "all_swapped": result.all_swapped, "workers": result.workers}
         return ReloadResponse(previous_version=result.previous_version, version=result.version,
-                              changed=result.changed)
+                              changed=result.changed, all_swapped=result.all_swapped,
+                              workers=result.workers)
 
 
-CrimecastService.add_asgi_middleware(Gateway, runtime=RUNTIME)
+# The handlers' docstrings describe their operations in /docs.json (serving.openapi).
+_DESCRIPTIONS = {f"/{name}": inspect.cleandoc(CrimecastService.apis[name].doc or "")
+                 for name in ("forecast", "hotspots", "allocate", "outcomes", "model", "reload")}
+CrimecastService.add_asgi_middleware(Gateway, runtime=RUNTIME, descriptions=_DESCRIPTIONS)

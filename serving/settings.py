@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crimecast.config import ConcernSettings
 from crimecast.paths import resolve
@@ -26,12 +26,29 @@ class KeySettings(_Section):
     open_paths: tuple[str, ...] = ("/healthz", "/readyz", "/livez", "/docs.json", "/")
 
 
+#: Bytes one outcome row takes in a request body, generously: ``{"week": "2024-01-01",
+#: "area_id": "42101000100", "category": "property", "count": 12},`` is ~80; H3 ids and
+#: pretty-printing add some. ``max_outcomes`` rows must fit in ``max_body_bytes``.
+OUTCOME_ROW_BYTES = 120
+
+
 class LimitSettings(_Section):
     max_body_bytes: int = Field(262_144, ge=1024)
+    max_header_bytes: int = Field(16_384, ge=1024)
+    max_headers: int = Field(64, ge=8)
     max_area_ids: int = Field(1000, ge=1)
-    max_outcomes: int = Field(5000, ge=1)
+    max_outcomes: int = Field(2000, ge=1)
     max_units: int = Field(100_000, ge=1)
     max_hotspots: int = Field(1000, ge=1)
+
+    @model_validator(mode="after")
+    def _outcomes_fit_in_a_body(self) -> LimitSettings:
+        if self.max_outcomes * OUTCOME_ROW_BYTES > self.max_body_bytes:
+            raise ValueError(
+                f"max_outcomes={self.max_outcomes} rows of ~{OUTCOME_ROW_BYTES} bytes cannot "
+                f"fit in max_body_bytes={self.max_body_bytes}: lower max_outcomes to "
+                f"{self.max_body_bytes // OUTCOME_ROW_BYTES} or raise max_body_bytes")
+        return self
 
 
 class PredlogSettings(_Section):
@@ -40,12 +57,15 @@ class PredlogSettings(_Section):
     batch_max: int = Field(512, ge=1)
     db_schema: str | None = None
     checkpoint_seconds: float = Field(2.0, gt=0.0)
+    wal_limit_bytes: int = Field(16 * 1024 * 1024, ge=65_536)
 
 
 class AllocationSettings(_Section):
     group_cap_ratio: float | None = Field(1.25, ge=1.0)
     group_column: str = "group"
     vulnerability_column: str = "pct_poverty"
+    trial_share: float = Field(0.0, ge=0.0, le=1.0)
+    trial_tolerance: float = Field(0.25, ge=0.0)
 
 
 class HotspotSettings(_Section):
@@ -63,6 +83,8 @@ class ServingSettings(ConcernSettings):
     workers: int = Field(1, ge=1)
     alias: str = "champion"
     alias_poll_seconds: float = Field(30.0, ge=0.0)
+    version_watch_seconds: float = Field(0.5, gt=0.0)
+    reload_wait_seconds: float = Field(60.0, gt=0.0)
     areas_path: str = "artifacts/areas.parquet"
     access_log: bool = False
     metrics: bool = False

@@ -11,8 +11,9 @@ Requests never call the model: ``forecast`` picks pre-built rows, ``hotspots`` a
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ import numpy as np
 import pandas as pd
 
 from crimecast.contracts import FORECAST_COLUMNS, validate_forecast
-from crimecast.forecast.allocation import allocate_units, outreach_weights, select_hotspots
+from crimecast.forecast.allocation import (
+    allocate_units,
+    outreach_weights,
+    randomise_near_cutoff,
+    select_hotspots,
+)
 from serving.schemas import (
     AllocateRequest,
     AllocateResponse,
@@ -36,6 +42,7 @@ from serving.schemas import (
     ModelCard,
     ModelResponse,
     OutcomesRequest,
+    TrialInfo,
 )
 from serving.settings import ServingSettings
 
@@ -224,13 +231,19 @@ class ForecastStore:
             return [{"field": "outcomes", "problem": f"{len(request.outcomes)} rows; at most "
                                                      f"{limits.max_outcomes} per request"}]
         found: list[dict[str, str]] = []
-        today = datetime.now(UTC).date()
+        # A week (Monday to Sunday) is finished once its Sunday is over everywhere.
+        last_finished = datetime.now(UTC).date() - timedelta(days=8)
+        first = self.card.first_observed_week
         for i, row in enumerate(request.outcomes):
             where = f"outcomes[{i}]"
             if row.week.weekday() != 0:
                 found.append({"field": f"{where}.week", "problem": f"{row.week} is not a Monday"})
-            elif row.week > today:
-                found.append({"field": f"{where}.week", "problem": f"{row.week} is in the future"})
+            elif row.week > last_finished:
+                found.append({"field": f"{where}.week", "problem": f"the week of {row.week} "
+                              "is not finished yet (or is in the future)"})
+            elif first is not None and row.week < first:
+                found.append({"field": f"{where}.week", "problem": f"{row.week} is before the "
+                              f"data's first week {first}"})
             if row.area_id not in self.area_index:
                 found.append({"field": f"{where}.area_id",
                               "problem": f"unknown area id {row.area_id!r}"
@@ -315,6 +328,20 @@ class ForecastStore:
             cap_ratio = request.cap_ratio or self.settings.allocation.group_cap_ratio
         result = allocate_units(np.asarray(self.area_ids), risk, weight, self.info.group,
                                 request.units, cap_ratio)
+        trial = None
+        config = self.settings.allocation
+        if config.trial_share > 0:
+            seed = (request.trial_seed if request.trial_seed is not None
+                    else secrets.randbelow(2**63))
+            drawn = randomise_near_cutoff(result.by_area["units"].to_numpy(), weight,
+                                          config.trial_share, config.trial_tolerance, seed)
+            result = result.with_units(drawn.units)
+            ids = np.asarray(self.area_ids).astype(str)
+            trial = TrialInfo(seed=drawn.seed, share=config.trial_share,
+                              tolerance=config.trial_tolerance,
+                              cutoff_risk=float(np.nan_to_num(drawn.cutoff)),
+                              trial_units=drawn.trial_units, band=ids[drawn.band].tolist(),
+                              randomised=ids[drawn.randomised].tolist())
         given = result.by_area[result.by_area["units"] > 0].sort_values(
             ["units", "risk"], ascending=False)
         allocations = [AreaUnits(area_id=r.area_id, group=r.group, expected_count=r.risk,
@@ -329,7 +356,8 @@ class ForecastStore:
             model_version=self.card.version, data_week=self.card.last_observed_week,
             target_week=self.target_week[request.horizon], horizon=request.horizon,
             category=request.category or ALL, kind=request.kind, units=request.units,
-            cap_ratio=cap_ratio, weighting=weighting, allocations=allocations, groups=groups)
+            cap_ratio=cap_ratio, weighting=weighting, allocations=allocations, groups=groups,
+            trial=trial)
 
     def model_response(self) -> ModelResponse:
         return ModelResponse(**self.card.model_dump(), areas=len(self.area_ids),
@@ -337,18 +365,23 @@ class ForecastStore:
 
 
 def card_from_metadata(metadata: dict[str, Any], version: str, alias: str,
-                       forecast: pd.DataFrame) -> ModelCard:
-    """A :class:`ModelCard` from the pyfunc's ``metadata`` dict (written by crimecast.lifecycle.tracking); the last
-    observed week falls back to one week before the earliest target week."""
+                       forecast: pd.DataFrame, first_week: date | None = None) -> ModelCard:
+    """A :class:`ModelCard` from the pyfunc's ``metadata`` dict (written by
+    crimecast.lifecycle.tracking); the last observed week falls back to one week before the
+    earliest target week, the first observed week to ``first_week`` (models trained before
+    it was recorded: the panel artifact's first week, when there is one)."""
     last = metadata.get("last_observed_week")
     if last:
         last_week = pd.Timestamp(last).date()
     else:
         first_target = pd.to_datetime(forecast["week"]).min()
         last_week = (first_target - pd.Timedelta(weeks=1)).date()
+    first = metadata.get("first_observed_week")
     return ModelCard(
         model_name=str(metadata.get("model_name", "unknown")), version=str(version),
-        alias=alias, data_version=metadata.get("data_version"), last_observed_week=last_week,
+        alias=alias, data_version=metadata.get("data_version"),
+        first_observed_week=pd.Timestamp(first).date() if first else first_week,
+        last_observed_week=last_week,
         trained_at=metadata.get("trained_at"),
         backtest_metrics=dict(metadata.get("backtest_metrics") or {}),
         city=metadata.get("city"))

@@ -106,7 +106,7 @@ def test_incidents_follow_the_contract(slice_project: Path) -> None:
     assert incidents["incident_id"].is_unique
     source_keys = set(pq.read_table(SLICE / "incidents.parquet").column("objectid").to_pylist())
     assert not set(incidents["incident_id"]) & {str(k) for k in source_keys}
-    assert set(incidents["category"]) <= {"violent", "property", "other"}
+    assert set(incidents["category"]) <= {"violent", "property", "other", "enforcement"}
     assert result.report["rows_valid"] == len(incidents)
     assert result.report["rows_read"] == len(incidents) + result.report["rows_quarantined"]
 

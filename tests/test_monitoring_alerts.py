@@ -133,3 +133,47 @@ def test_check_without_a_monitoring_run_says_what_to_do(tmp_project):
     result = CliRunner().invoke(app, ["monitor", "check"])
     assert result.exit_code == 2
     assert "crimecast monitor run" in result.output
+
+
+def _breach_summary(group: str) -> dict:
+    return {"weeks": ["2026-01-05", "2026-01-12"],
+            "latest": {"week": "2026-01-12", "drift_share": 0.0, "drifted_columns": [],
+                       "prediction_drifted": False, "prediction_drift_score": 0.0},
+            "window": {}, "disparity_breaches": [
+                {"group": group, "ratio": "flag_rate_per_incident_ratio", "value": 3.1,
+                 "band": [0.8, 1.25], "direction": "above"}]}
+
+
+def test_alerts_on_exempt_groups_follow_the_gates_setting(tmp_project, monkeypatch):
+    from monitoring import disparity
+    from monitoring.alerts import evaluate
+    from monitoring.settings import MonitoringSettings
+
+    settings = MonitoringSettings.load()
+    table = pd.DataFrame({"group": ["unknown", "white"], "areas": [10.0, 10.0],
+                          "flag_rate_per_incident_ratio": [3.1, 1.0]})
+    # configs/promotion.yaml exempts "unknown" (no residents): neither the breach list
+    # nor the alerts name it ...
+    assert disparity.exempt_groups() == ["unknown"]
+    assert disparity.band_breaches(table, settings.disparity) == []
+    assert evaluate(_breach_summary("unknown"), settings) == []
+    assert [a["id"] for a in evaluate(_breach_summary("white"), settings)] == \
+        ["disparity:white:above"]
+    # ... and with the gate's exemption removed, both alert on it: one setting.
+    monkeypatch.setenv("CRIMECAST_PROMOTION__EXEMPT_GROUPS", "[]")
+    assert [b["group"] for b in disparity.band_breaches(table, settings.disparity)] == ["unknown"]
+    alerts = evaluate(_breach_summary("unknown"), settings)
+    assert [a["kind"] for a in alerts] == ["disparity"]
+    assert "3.10× the hotspot flags" in alerts[0]["message"] and alerts[0]["next_step"]
+
+
+def test_forecast_drift_raises_an_alert(tmp_project):
+    from monitoring.alerts import evaluate
+    from monitoring.settings import MonitoringSettings
+
+    summary = _breach_summary("white")
+    summary["disparity_breaches"] = []
+    summary["latest"].update(prediction_drifted=True, prediction_drift_score=0.4)
+    alerts = evaluate(summary, MonitoringSettings.load())
+    assert [a["kind"] for a in alerts] == ["forecast_drift"]
+    assert "forecasts themselves moved" in alerts[0]["message"]

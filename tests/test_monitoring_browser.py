@@ -109,23 +109,81 @@ def test_dashboard_renders_panels_with_data(evidently_ui, browser):
 
     WebDriverWait(browser, 120, poll_frequency=1).until(plotted)
     text = browser.find_element(By.TAG_NAME, "body").text
-    for title in ("Drift share of model inputs over time",
-                  "Disparity: hotspot flags per incident vs city",
-                  "Allocation exposure: share of flagged hotspots by group"):
+    for title in ("Share of recent-crime inputs that drifted, by week",
+                  "Groups outside the fair band (latest week; 0 = pass)",
+                  "Census inputs (static: outside the drift share), by week",
+                  "Disparity: hotspot flags per recorded crime vs city, by week",
+                  "Patrol units handed out by /allocate: share by group"):
         assert title in text
-    assert "band high" in text  # the disparity band is drawn
+    # The band's limits and the drift alert threshold are drawn as labelled lines.
+    assert "fair band: upper limit" in text and "alert threshold" in text
     time.sleep(1)  # let the line-drawing animation finish before the screenshot
     assert _save(browser, "dashboard.png").stat().st_size > 10_000
 
 
-def test_report_page_renders_in_chromium(monitored_home, browser):
+def test_report_page_renders_in_chromium(monitored_home, browser, synthetic_city):
+    import pandas as pd
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     home, _ = monitored_home
-    browser.get((home / "reports" / "index.html").as_uri())
-    images = browser.find_elements(By.TAG_NAME, "img")
-    assert len(images) >= 3
-    # Embedded PNGs decoded: every image has a real width.
-    assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 100
-               for img in images)
-    assert _save(browser, "report.png").stat().st_size > 10_000
+    reports = home / "reports"
+    browser.set_window_size(1400, 2300)
+    browser.get((reports / "index.html").as_uri())
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Philadelphia" in body  # the city of configs/data.yaml
+    target = (synthetic_city.panel.weeks[-1] + pd.Timedelta(weeks=1)).date().isoformat()
+    assert f"week of {target}" in body
+    # The synthetic city's data end in 2023: the stale-data banner is shown.
+    banner = browser.find_element(By.ID, "stale-banner")
+    assert banner.is_displayed() and "Out of date" in banner.text
+
+    # The interactive map: drawn by plotly offline, one feature per area.
+    def drawn(driver) -> bool:
+        return len(driver.find_elements(By.CSS_SELECTOR, "#area-map-plot path.choroplethlocation")
+                   ) >= synthetic_city.graph.num_nodes
+
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(drawn)
+    features = browser.find_elements(By.CSS_SELECTOR, "#area-map-plot path.choroplethlocation")
+    assert len(features) == synthetic_city.graph.num_nodes
+    hover = browser.execute_script(
+        "return document.getElementById('area-map-plot').data[0].text")
+    assert len(hover) == synthetic_city.graph.num_nodes
+    counts = [text.rsplit(": ", 1)[-1] for text in hover]
+    assert "<5" in counts and all(c == "<5" or int(c) >= 5 for c in counts)
+    menu = browser.execute_script(
+        "return document.getElementById('area-map-plot').layout.updatemenus[0].buttons"
+        ".map(b => b.label)")
+    assert any(label.startswith("Recorded crimes") for label in menu)
+    assert any(label.startswith("Forecast risk") for label in menu)
+
+    # The fair band is shaded on the disparity chart (a filled rectangle shape).
+    shapes = browser.execute_script(
+        "return document.getElementById('disparity-chart').layout.shapes")
+    assert any(s["type"] == "rect" and s.get("fillcolor") for s in shapes)
+    assert browser.find_elements(By.CSS_SELECTOR, "#disparity-chart .shapelayer path")
+
+    # Every table has a CSV link to a file that exists.
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "p.csv a")]
+    assert len(links) >= 4  # map layers, accuracy, groups, model card
+    for link in links:
+        assert (reports / link.split("/reports/", 1)[1]).exists(), link
+    _save(browser, "report.png")
+
+    # Glossary links lead to their entry.
+    terms = browser.find_elements(By.CSS_SELECTOR, "a.term")
+    assert len(terms) >= 10
+    mixed = next(a for a in terms if a.get_attribute("href").endswith("#mixed"))
+    browser.get(mixed.get_attribute("href"))
+    entry = browser.find_element(By.ID, "mixed")
+    assert entry.text == "mixed"
+
+    # Phone width: the page does not scroll sideways.
+    browser.set_window_size(390, 844)
+    browser.get((reports / "index.html").as_uri())
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(drawn)
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    _save(browser, "report-phone.png")
+    browser.set_window_size(1400, 2300)

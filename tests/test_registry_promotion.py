@@ -18,6 +18,7 @@ from crimecast.lifecycle.audit import alias_history, append_audit, champion_line
 from crimecast.lifecycle.gate import GateEvidence, PromotionSettings, gate, policy_text
 from crimecast.lifecycle.promotion import promote, rollback
 from crimecast.lifecycle.registry import model_info, resolve_alias, set_alias
+from crimecast.lifecycle.store import TrackingSettings, mlflow_client
 from crimecast.lifecycle.tracking import train_and_register
 
 
@@ -61,7 +62,17 @@ def test_biased_challenger_refused_fair_one_promoted_and_rollback_restores(
     assert last["decision"] == "refused" and last["actor"] == "alice"
     assert "disparity:flag_rate_per_incident/black" in last["reason"]
     assert last["metrics"]["challenger"]["poisson_deviance"] < last["metrics"]["reference"]["poisson_deviance"]
-    assert model_info("challenger")["tags"]["promotion.decision"] == "refused"
+    tags = model_info("challenger")["tags"]
+    assert tags["promotion.decision"] == "refused"
+    # MLflow readable: one sentence per check, the policy, and the decision as JSON.
+    assert tags["promotion.check.disparity:flag_rate_per_incident/black".replace(":", "_")
+                ].startswith("FAILED: ")
+    assert tags["promotion.policy"].startswith("A new model replaces the current one")
+    import mlflow.artifacts
+
+    decision = mlflow.artifacts.load_dict(tags["promotion.record"])
+    assert decision["decision"] == "refused" and decision["checks"] == json.loads(
+        json.dumps(refused["checks"], default=str))
 
     fair = train_and_register(MODEL, panel, graph, {"window": 13})
     promoted = promote(panel, graph)
@@ -71,6 +82,16 @@ def test_biased_challenger_refused_fair_one_promoted_and_rollback_restores(
     assert resolve_alias("challenger") is None
     info = model_info("champion")
     assert info["version"] == fair.version and info["tags"]["promotion.decision"] == "promoted"
+
+    client = mlflow_client()
+    experiment = client.get_experiment_by_name(TrackingSettings.load().experiment)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # ML, not GenAI
+    assert experiment.tags["mlflow.note.content"]
+    registered = client.get_registered_model(TrackingSettings.load().registered_model)
+    assert "promotion gate" in registered.description
+    assert "trained on" in client.get_model_version(registered.name, fair.version).description
+    artifacts = [a.path for a in client.list_artifacts(info["run_id"], "evaluation")]
+    assert "evaluation/by_group.csv" in artifacts and "evaluation/disparity.csv" in artifacts
 
     back = rollback(actor="bob", reason="incident review")
     assert back["decision"] == "rolled_back"

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, ContractError, Panel
+from crimecast.data.panel import target_panel
 from crimecast.errors import run_main
 from crimecast.io import write_json
 
@@ -32,9 +33,9 @@ def run(alias: str | None = None) -> dict[str, Any]:
         if not ARTIFACTS.train_run.exists():
             raise ContractError(f"{ARTIFACTS.train_run}: missing; run the train stage first")
         version = str(json.loads(ARTIFACTS.train_run.read_text())["version"])
-        payload = evaluate(Panel.load(), AreaGraph.load(), version=version)
+        payload = evaluate(target_panel(Panel.load()), AreaGraph.load(), version=version)
     else:
-        payload = evaluate(Panel.load(), AreaGraph.load(), alias=alias)
+        payload = evaluate(target_panel(Panel.load()), AreaGraph.load(), alias=alias)
     write_json(ARTIFACTS.evaluation, payload)
     return payload
 

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, ContractError, Panel
+from crimecast.data.panel import target_panel
 from crimecast.errors import run_main
 from crimecast.io import write_json
 
@@ -29,7 +30,8 @@ def run(actor: str | None = None) -> dict[str, Any]:
     if not ARTIFACTS.evaluation.exists():
         raise ContractError(f"{ARTIFACTS.evaluation}: missing; run the evaluate stage first")
     evaluation = json.loads(ARTIFACTS.evaluation.read_text())
-    record = promote(Panel.load(), AreaGraph.load(), actor=actor, evaluation=evaluation)
+    record = promote(target_panel(Panel.load()), AreaGraph.load(), actor=actor,
+                     evaluation=evaluation)
     # A refusal with no champion may have seeded one from the baseline: say who serves.
     record = {**record, "champion_after": resolve_alias("champion")}
     write_json(ARTIFACTS.promotion, record)

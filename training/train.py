@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
+from crimecast.data.panel import target_panel
 from crimecast.errors import run_main
 from crimecast.io import write_json
 
@@ -44,7 +45,7 @@ def run(model: str | None = None, actor: str | None = None,
 
     model = model or ModelsSettings.load().default_model
     params, source = model_params(model, best_params_path)
-    panel, graph = Panel.load(), AreaGraph.load()
+    panel, graph = target_panel(Panel.load()), AreaGraph.load()
     result = train_and_register(model, panel, graph, params, actor=actor,
                                 extra_tags={"params.source": source})
     payload = {**result.as_dict(), "params_source": source}

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
+from crimecast.data.panel import target_panel
 from crimecast.errors import run_main
 from crimecast.io import write_json
 
@@ -28,7 +29,7 @@ def run(trials: int | None = None, model: str | None = None, storage: str | None
 
     settings = TuningSettings.load()
     model = model or settings.model
-    panel, graph = Panel.load(), AreaGraph.load()
+    panel, graph = target_panel(Panel.load()), AreaGraph.load()
     result = tune(panel, graph, settings=settings, trials=trials, model=model, storage=storage,
                   study_name=study, base_params=ModelsSettings.load().params_for(model),
                   progress=progress)

@@ -22,6 +22,12 @@ app.add_typer(models_app, name="models")
 Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit log (default: $USER).")]
 
 
+def _names() -> str:
+    from crimecast.forecast.names import MODEL_NAMES
+
+    return ", ".join(MODEL_NAMES)
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -30,7 +36,8 @@ def _console() -> Any:
 
 @app.command()
 def train(
-    model: Annotated[str | None, typer.Option(help="Model name (default: models.yaml default_model).")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Model to train, one of: {_names()} "
+                                                   "(default: models.yaml default_model).")] = None,
     actor: Actor = None,
 ) -> None:
     """Backtest and fit a model, log it to MLflow, register it as @challenger.
@@ -38,9 +45,18 @@ def train(
     Hyperparameters: configs/models.yaml overlaid with artifacts/best_params.json when it
     was tuned for the same model. Writes artifacts/train_run.json.
     """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from crimecast.forecast.models import model_class
     from training import train as stage
 
-    payload = stage.run(model, actor)
+    if model is not None:
+        model_class(model)  # an unknown name is one line, before any work
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=_console(), transient=True) as bar:
+        bar.add_task(f"training {model or 'the default model'}: rolling backtest, then the "
+                     "final fit and the MLflow log (a few minutes on a laptop)", total=None)
+        payload = stage.run(model, actor)
     metrics = payload["metrics"]
     _console().print(
         f"[green]registered[/] {payload['model_name']} as version {payload['version']} "
@@ -53,7 +69,7 @@ def train(
 @app.command()
 def tune(
     trials: Annotated[int | None, typer.Option(help="Trials to run in this process (default: tuning.yaml).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model to tune (default: tuning.yaml model).")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Model to tune, one of: {_names()} (default: tuning.yaml model).")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL, e.g. postgresql+psycopg://... (default: SQLite state/optuna.db).")] = None,
     study: Annotated[str | None, typer.Option(help="Study name; workers with the same name share trials.")] = None,
 ) -> None:
@@ -221,26 +237,44 @@ def rollback(
                      f"v{record['champion_version']}; appended to {_audit()}")
 
 
+def _versions(record: dict[str, Any]) -> str:
+    changes = record.get("alias_changes") or []
+    if changes:
+        return ", ".join(f"@{c['alias']} {_version(c.get('from'))}→{_version(c.get('to'))}"
+                         for c in changes)
+    challenger, champion = record.get("challenger_version"), record.get("champion_version")
+    if record.get("event") == "promote":
+        return f"{_version(challenger)} vs {record.get('reference') or _version(champion)}"
+    return _version(challenger or champion)
+
+
 @models_app.command("history")
 def history(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the audit records as JSON lines.")] = False,
 ) -> None:
-    """Every alias change (register, promote, rollback), oldest first, from the audit log."""
+    """Every decision, oldest first, from the audit log: registrations, promotions AND
+    refusals, rollbacks, and alias changes made outside crimecast (`manual`)."""
     from rich.table import Table
 
-    from crimecast.lifecycle.audit import alias_history
+    from crimecast.lifecycle.audit import read_audit
 
-    changes = alias_history()
+    records = read_audit()
     if as_json:
-        for change in changes:
-            typer.echo(json.dumps(change, default=str))
+        for record in records:
+            typer.echo(json.dumps(record, default=str))
         return
-    table = Table(title=f"Alias history ({_audit()})")
-    for column in ("when (UTC)", "who", "event", "alias", "from", "to", "reason"):
+    table = Table(title=f"Decisions ({_audit()})")
+    for column in ("when (UTC)", "who", "event", "decision", "versions", "reason"):
         table.add_column(column, overflow="fold")
-    for c in changes:
-        table.add_row(str(c["at"])[:19], str(c["actor"]), str(c["event"]), f"@{c['alias']}",
-                      _version(c["from"]), _version(c["to"]), str(c.get("reason") or "")[:120])
+    for r in records:
+        decision = str(r.get("decision") or "")
+        style = {"refused": "yellow", "manual": "bold red", "promoted": "green"}.get(decision)
+        table.add_row(str(r.get("at"))[:19], str(r.get("actor")), str(r.get("event")),
+                      f"[{style}]{decision}[/]" if style else decision, _versions(r),
+                      str(r.get("reason") or "")[:300])
+    if not records:
+        typer.echo(f"no decisions recorded yet in {_audit()}")
+        return
     _console().print(table)
 
 

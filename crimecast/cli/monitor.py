@@ -9,11 +9,25 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 app = typer.Typer()
+
+
+class Source(str, Enum):
+    auto = "auto"
+    predlog = "predlog"
+    replay = "replay"
+
+
+def _model_names() -> str:
+    from crimecast.forecast.names import MODEL_NAMES
+
+    return ", ".join(("champion", *MODEL_NAMES))
 monitor_app = typer.Typer(help="Drift, accuracy and disparity monitoring with Evidently.",
                           no_args_is_help=True)
 simulate_app = typer.Typer(help="Simulations of how forecasts shape the data they learn from.",
@@ -33,13 +47,13 @@ def run(
     weeks: int = typer.Option(None, "--weeks", "-n", min=1,
                               help="Monitor the last N weeks (default: replay_weeks in "
                                    "configs/monitoring.yaml)."),
-    source: str = typer.Option("auto", help="auto | predlog | replay: served forecasts and "
-                                            "outcomes from the prediction log, or a replay "
-                                            "of the panel's last weeks (auto: the log when "
-                                            "it has forecasts)."),
-    model: str = typer.Option(None, help="Forecaster for replay and the reference window: a "
-                                         "crimecast.forecast.models name or 'champion' (default: "
-                                         "replay_model in the config)."),
+    source: Annotated[Source, typer.Option(help="predlog: served forecasts and outcomes from "
+                                                "the prediction log; replay: the panel's last "
+                                                "weeks; auto: the log when it has forecasts."
+                                           )] = Source.auto,
+    model: str = typer.Option(None, help="Forecaster for replay and the reference window, one "
+                                         f"of: {_model_names()} (default: replay_model in "
+                                         "configs/monitoring.yaml)."),
     workspace: bool = typer.Option(True, help="Store weekly runs in the Evidently workspace."),
 ) -> None:
     """Produce weekly Evidently reports (input drift, prediction drift, regression quality)
@@ -48,13 +62,19 @@ def run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from crimecast.contracts import AreaGraph, Panel
+    from crimecast.data.panel import target_panel
     from monitoring.run import monitor, write_outputs
     from monitoring.workspace import OversightWorkspace
 
-    if source not in ("auto", "predlog", "replay"):
-        raise typer.BadParameter(f"--source must be auto, predlog or replay, got {source!r}")
     settings = _settings()
-    panel, graph = Panel.load(), AreaGraph.load()
+    source = Source(source).value
+    if model is not None:
+        from crimecast.forecast.models import model_class
+
+        if model != "champion":
+            model_class(model)  # an unknown name is one line, before any work
+    _detect_manual_alias_changes()
+    panel, graph = target_panel(Panel.load()), AreaGraph.load()
     out_dir = settings.path("output_dir")
     ws = (OversightWorkspace(settings.path("workspace_dir"), settings.project_name,
                              out_dir / "workspace_index.json") if workspace else None)
@@ -83,42 +103,138 @@ def run(
                    f"id {ws.project_id}); view with `crimecast monitor ui`")
 
 
+def _detect_manual_alias_changes() -> list[dict]:
+    """Alias moves made outside crimecast since the last look, now in the audit log."""
+    from crimecast.lifecycle.store import store_exists
+
+    if not store_exists():
+        return []
+    from crimecast.lifecycle.registry import detect_manual_changes
+
+    found = detect_manual_changes()
+    for record in found:
+        typer.secho(f"gate bypass: {record['reason']}", fg=typer.colors.RED, err=True)
+    return found
+
+
 @monitor_app.command("check")
 def check(
     no_webhook: bool = typer.Option(False, "--no-webhook", help="Do not POST to webhook_url."),
 ) -> None:
-    """Compare the latest monitoring summary with the thresholds; on any alert append it to
-    state/alerts.jsonl, POST it to webhook_url when configured, and exit 1."""
-    from monitoring.alerts import alert_record, append_alerts, evaluate, post_webhook
+    """Compare the latest monitoring summary with the thresholds and look for alias changes
+    made outside crimecast; say in plain words what is wrong and what happens next.
+
+    Raised alerts are appended to state/alerts.jsonl (and POSTed to webhook_url when
+    configured); each alert's status (open, acknowledged, resolved) is kept in
+    state/alert_status.jsonl. Exits 1 only while an alert is open (not yet acknowledged).
+    """
+    from crimecast.lifecycle.audit import read_audit
+    from monitoring.alerts import (
+        alert_record,
+        append_alerts,
+        evaluate,
+        post_webhook,
+        reconcile,
+    )
+    from monitoring.disparity import exempt_groups
     from monitoring.run import SUMMARY_FILE
 
     settings = _settings()
+    _detect_manual_alias_changes()
+    manual = [r for r in read_audit(settings.path("audit_path")) if r.get("event") == "manual"]
     summary_path = settings.path("output_dir") / SUMMARY_FILE
-    if not summary_path.exists():
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    if summary is None and not manual:
         typer.secho(f"error: {summary_path} not found; run `crimecast monitor run` first",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    summary = json.loads(summary_path.read_text())
-    alerts = evaluate(summary, settings)
+    from crimecast.data.settings import DataSettings
+
+    alerts = evaluate(summary, settings, exempt_groups(), manual,
+                      DataSettings.load().groups.rule)
+    statuses = reconcile(settings.path("alert_status_path"), alerts)
+    weeks = f"weeks {summary['weeks'][0]} to {summary['weeks'][-1]}" if summary else "the registry"
     if not alerts:
-        typer.secho(f"ok: no alerts for weeks {summary['weeks'][0]}..{summary['weeks'][-1]}",
-                    fg=typer.colors.GREEN)
+        typer.secho(f"ok: nothing needs attention for {weeks}: inputs, forecasts, accuracy and "
+                    "every group are inside their limits, and every model change went through "
+                    "the gate.", fg=typer.colors.GREEN)
         return
     record = alert_record(alerts, summary)
     log = append_alerts(settings.path("alerts_path"), record)
+    open_alerts = 0
     for alert in alerts:
-        typer.secho(f"ALERT [{alert['kind']}] {alert['message']}", fg=typer.colors.RED)
-    typer.echo(f"appended {len(alerts)} alert(s) to {log}")
+        status = statuses[alert["id"]]
+        if status["status"] == "open":
+            open_alerts += 1
+            typer.secho(f"OPEN: {alert['message']}", fg=typer.colors.RED)
+        else:
+            typer.secho(f"{status['status'].upper()} by {status['actor']} on "
+                        f"{status['at'][:16].replace('T', ' ')} UTC"
+                        f"{': ' + status['note'] if status.get('note') else ''}: "
+                        f"{alert['message']}", fg=typer.colors.YELLOW)
+        typer.echo(f"  what happens next: {alert['next_step']}")
+        typer.echo(f"  alert id: {alert['id']}")
+    typer.echo(f"{len(alerts)} alert(s), {open_alerts} open; appended to {log}. Acknowledge "
+               "with `crimecast monitor ack ID --note ...`, close with `crimecast monitor "
+               "resolve ID --note ...`.")
     if settings.webhook_url and not no_webhook:
         import httpx
 
         try:
-            status = post_webhook(settings.webhook_url, record, settings.webhook_timeout_s)
-            typer.echo(f"posted to webhook {settings.webhook_url} (HTTP {status})")
+            status_code = post_webhook(settings.webhook_url, record, settings.webhook_timeout_s)
+            typer.echo(f"posted to the webhook (HTTP {status_code})")
         except httpx.HTTPError as exc:
-            typer.secho(f"webhook {settings.webhook_url} failed: {exc}", fg=typer.colors.RED,
-                        err=True)
-    raise typer.Exit(1)
+            typer.secho(f"webhook failed: {type(exc).__name__}", fg=typer.colors.RED, err=True)
+    if open_alerts:
+        raise typer.Exit(1)
+
+
+@monitor_app.command("alerts")
+def alerts_list(
+    everything: bool = typer.Option(False, "--all", help="Include resolved alerts."),
+) -> None:
+    """List alerts with their status (open, acknowledged, resolved), who and when."""
+    from monitoring.alerts import read_statuses
+
+    statuses = read_statuses(_settings().path("alert_status_path"))
+    shown = [s for s in statuses.values() if everything or s["status"] != "resolved"]
+    if not shown:
+        typer.echo("no alerts" if everything else "no open or acknowledged alerts")
+    for status in shown:
+        typer.echo(f"{status['status']:12s} {status['id']}  ({status['actor']}, "
+                   f"{status['at'][:16].replace('T', ' ')} UTC)"
+                   f"{': ' + status['note'] if status.get('note') else ''}")
+        typer.echo(f"             {status.get('message', '')}")
+
+
+def _set_status(alert_id: str, status: str, actor: str | None, note: str) -> None:
+    from crimecast.lifecycle.audit import default_actor
+    from monitoring.alerts import set_status
+
+    record = set_status(_settings().path("alert_status_path"), alert_id, status,
+                        actor or default_actor(), note)
+    typer.echo(f"{alert_id}: {status} by {record['actor']} at {record['at']}")
+
+
+@monitor_app.command("ack")
+def ack(
+    alert_id: str = typer.Argument(..., help="Alert id (see `crimecast monitor alerts`)."),
+    actor: str = typer.Option(None, help="Who acknowledges (default: $USER)."),
+    note: str = typer.Option("", help="What is being done about it."),
+) -> None:
+    """Acknowledge an alert: someone is on it (`monitor check` then exits 0 for it)."""
+    _set_status(alert_id, "acknowledged", actor, note)
+
+
+@monitor_app.command("resolve")
+def resolve_alert(
+    alert_id: str = typer.Argument(..., help="Alert id (see `crimecast monitor alerts`)."),
+    actor: str = typer.Option(None, help="Who resolves (default: $USER)."),
+    note: str = typer.Option("", help="What was done."),
+) -> None:
+    """Resolve an alert (it reopens if the next `monitor check` raises it again, except a
+    gate bypass, which stays resolved)."""
+    _set_status(alert_id, "resolved", actor, note)
 
 
 @monitor_app.command("ui")
@@ -130,9 +246,13 @@ def ui(
     settings = _settings()
     directory = settings.path("workspace_dir")
     if not directory.exists():
-        typer.secho(f"error: workspace {directory} not found; run `crimecast monitor run` first",
-                    fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        from crimecast.errors import CrimecastError
+
+        raise CrimecastError(f"workspace {directory} not found",
+                             hint="run `crimecast monitor run` first")
+    from crimecast.localserver import ensure_port_free
+
+    ensure_port_free(host, port)
     typer.echo(f"Evidently UI for {directory} on http://{host}:{port} (Ctrl-C to stop)",
                err=True)
     executable = str(Path(sys.executable).with_name("evidently"))
@@ -154,7 +274,8 @@ def feedback(
 ) -> None:
     """Feedback-loop simulation (Ensign et al. 2018): patrol units follow the model's
     forecast, discovery follows patrols, the model retrains on what was recorded. Runs the
-    naive loop and two mitigations and writes plots and tables."""
+    naive loop, two training mitigations and trial-mode (randomised) allocation, and
+    writes plots and tables."""
     from crimecast.paths import resolve
     from monitoring.simulate import SimulationConfig, run_all, write_simulation
 

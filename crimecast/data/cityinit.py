@@ -411,6 +411,10 @@ def render_data_yaml(proposal: CityProposal, source: str = "", licence: str = ""
         + ("   # detected from the demographic values" if proposal.share_scale else ""),
         "",
     ]
+    lines += ["# Categories recorded mostly where police look (narcotics, DUI, prostitution,",
+              "# weapons possession, ...): kept in the panel, never learnt by the patrol",
+              "# model. Put such labels under a category of their own and name it here.",
+              "enforcement_categories: []", ""]
     lines += _category_lines(proposal)
     columns = proposal.columns
     lines += [

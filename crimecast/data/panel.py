@@ -26,6 +26,7 @@ from crimecast.contracts import (
     order_categories,
     validate_panel,
 )
+from crimecast.data.settings import DataSettings
 
 
 def full_weeks(first_day: pd.Timestamp, last_day: pd.Timestamp) -> pd.DatetimeIndex:
@@ -108,6 +109,18 @@ def panel_from_array(counts: np.ndarray, area_ids: Iterable[str], weeks: pd.Date
     })
     frame["outage"] = frame["week"].isin(outages)
     return validate_panel(frame[list(PANEL_COLUMNS)], "panel")
+
+
+def target_panel(panel: Panel, excluded: Iterable[str] | None = None) -> Panel:
+    """The panel the patrol model learns from: ``panel`` without the ``excluded``
+    categories (default: ``enforcement_categories`` of configs/data.yaml, offences recorded
+    mostly where police look). ``panel.parquet`` keeps every category."""
+    if excluded is None:
+        excluded = DataSettings.load().enforcement_categories
+    excluded = set(excluded)
+    if not excluded & set(panel.counts["category"].unique()):
+        return panel
+    return Panel(panel.counts[~panel.counts["category"].isin(excluded)].reset_index(drop=True))
 
 
 @dataclass(frozen=True)

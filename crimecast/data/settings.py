@@ -19,15 +19,26 @@ from crimecast.config import ConcernSettings
 # Philadelphia UCR "hundreds" codes (ucr_general). Part I violent + other assaults (800):
 # simple assaults are interpersonal violence and are the bulk of violent calls for service.
 # Property = Part I property (burglary, theft, motor-vehicle theft, arson) plus vandalism
-# (1400), which is damage to property. Fraud/forgery/embezzlement (1000-1200) and
-# everything else (drugs, DUI, disorderly, weapons, "all other") are "other".
+# (1400), which is damage to property. Enforcement-driven offences (why: below) are their
+# own category; fraud/forgery/embezzlement, stolen property, other sex offences,
+# offences against the family and "all other" are "other".
 DEFAULT_CATEGORIES: dict[str, list[str | int]] = {
     "violent": [100, 200, 300, 400, 800],
     "property": [500, 600, 700, 900, 1400],
-    "other": [1000, 1100, 1200, 1300, 1500, 1600, 1700, 1800, 1900, 2000, 2100, 2200, 2300,
-              2400, 2500, 2600],
+    "other": [1000, 1100, 1200, 1300, 1700, 2000, 2600],
+    "enforcement": [1500, 1600, 1800, 1900, 2100, 2200, 2300, 2400, 2500],
 }
-
+# Why weapons (1500), prostitution (1600), narcotics (1800), gambling (1900), DUI (2100),
+# liquor laws (2200), public drunkenness (2300), disorderly conduct (2400) and vagrancy /
+# loitering (2500) are "enforcement-driven": they have no complaining victim, so a record
+# exists mostly when police look (proactive mobilisation, Black 1970, "Production of crime
+# rates", Am. Sociol. Rev. 35(4)); drug arrests follow where police patrol, not where drugs
+# are used (Lum & Isaac 2016, "To predict and serve?", Significance 13(5)); a model trained
+# on what patrols discover sends patrols back to where they were (Ensign et al. 2018,
+# "Runaway feedback loops in predictive policing", FAT* 2018); and records shaped by
+# enforcement practice are "dirty data" for prediction (Richardson, Schultz & Crawford
+# 2019, NYU Law Review Online 94). Weapons possession and DUI are found by stops and
+# checkpoints; disorderly conduct and vagrancy are discretionary order-maintenance charges.
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -193,6 +204,12 @@ class DataSettings(ConcernSettings):
     # is the panel's category order; values in no list are quarantined with the value shown.
     categories: dict[str, list[str | int]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_CATEGORIES.items()})
+    # Categories whose records mostly reflect police activity rather than victimisation
+    # (why: the comment under DEFAULT_CATEGORIES). Their counts stay in the panel and in
+    # monitoring, but the patrol model never learns from or forecasts them
+    # (crimecast.data.panel.target_panel). Names missing from `categories` are ignored
+    # unless this key is set explicitly.
+    enforcement_categories: list[str] = Field(default_factory=lambda: ["enforcement"])
     # Ingest and `data validate` fail when more than this share of rows is quarantined.
     max_quarantine_share: float = Field(0.5, ge=0, le=1)
     # Demographic shares in the raw file: 0-100 (percent) or 0-1 (fraction); null = detect
@@ -226,6 +243,21 @@ class DataSettings(ConcernSettings):
         if empty:
             raise ValueError(f"categories {empty} list no codes or labels")
         return value
+
+    @model_validator(mode="after")
+    def _enforcement_known(self) -> DataSettings:
+        unknown = [c for c in self.enforcement_categories if c not in self.categories]
+        if unknown and "enforcement_categories" in self.model_fields_set:
+            raise ValueError(f"enforcement_categories {unknown} are not keys of 'categories' "
+                             f"({list(self.categories)})")
+        if not set(self.categories) - set(self.enforcement_categories):
+            raise ValueError("enforcement_categories leaves no category for the model to learn")
+        return self
+
+    @property
+    def target_categories(self) -> list[str]:
+        """The categories the patrol model learns: all but ``enforcement_categories``."""
+        return [c for c in self.categories if c not in self.enforcement_categories]
 
     @property
     def area_label(self) -> str:

@@ -277,6 +277,7 @@ def generate_city(n_areas: int | None = None, n_weeks: int | None = None,
                   seed: int | None = None, settings: SyntheticSettings | None = None,
                   adjacency: tuple[np.ndarray, np.ndarray] | None = None,
                   groups: AreaGroupSettings | None = None,
+                  effect: np.ndarray | None = None,
                   **overrides: Any) -> SyntheticCity:
     """Generate a synthetic city.
 
@@ -286,6 +287,11 @@ def generate_city(n_areas: int | None = None, n_weeks: int | None = None,
     contiguity of the generated polygons (:func:`crimecast.data.graph.build_graph`).
     ``groups`` is how fairness groups are labelled (default: the data settings' default,
     majority race/ethnicity); ``bias_group`` names one of those labels.
+    ``effect`` is an optional ``[areas, weeks]`` multiplier of the true intensity (an
+    injected intervention: 0.8 = −20 %, 1.05 = +5 % displacement). It acts on each week's
+    crimes after the self-exciting step, and next week's near-repeats follow the
+    untreated crimes, so the expected effect on the counts is exactly the multiplier
+    (a known truth for :mod:`crimecast.impact`).
 
     Returns a :class:`SyntheticCity` (areas, weekly intensities and recorded counts).
     """
@@ -346,6 +352,11 @@ def generate_city(n_areas: int | None = None, n_weeks: int | None = None,
     if cfg.bias_group is not None:
         factor[groups_of == cfg.bias_group] = cfg.bias_factor
 
+    if effect is not None:
+        effect = np.asarray(effect, dtype=np.float64)
+        if effect.shape != (cfg.n_areas, cfg.n_weeks) or (effect < 0).any():
+            raise ValueError(f"effect must be a non-negative [{cfg.n_areas}, {cfg.n_weeks}] "
+                             f"array, got shape {effect.shape}")
     alpha, gamma = cfg.self_excitation, cfg.spillover
     shape = (cfg.n_areas, cfg.n_weeks, len(CATEGORIES))
     intensity = np.empty(shape, dtype=np.float32)
@@ -361,12 +372,17 @@ def generate_city(n_areas: int | None = None, n_weeks: int | None = None,
         lam = ((1 - alpha - gamma) * base_rate * np.exp(season[t]) + alpha * previous
                + gamma * (neighbours @ previous))
         true_counts = rng.poisson(lam)
+        untreated = true_counts
+        if effect is not None:
+            # Thinning / topping up the untreated crimes: E[crimes] = effect · λ exactly.
+            true_counts = _record(untreated, lam, effect[:, t, None], rng)
+            lam = lam * effect[:, t, None]
         week_factor = factor * (cfg.outage_factor if t in outage_idx else 1.0)
         recorded = _record(true_counts, lam, week_factor[:, None], rng)
         intensity[:, t] = lam
         recorded_intensity[:, t] = lam * week_factor[:, None]
         counts[:, t] = recorded
-        previous = true_counts.astype(np.float64)
+        previous = untreated.astype(np.float64)
 
     return SyntheticCity(areas=areas, weeks=weeks, intensity=intensity,
                          recorded_intensity=recorded_intensity, counts=counts,

@@ -11,6 +11,10 @@ Pure functions over arrays and frames, shared by the prediction service (``/hots
   units within ``[share_of_risk / r, share_of_risk * r]`` (a *group cap* ``r >= 1``), and
   rounds with the largest-remainder method so the units add up to exactly ``N``.
 - :func:`outreach_weights` weighs risk by vulnerability (the tract's poverty share).
+- :func:`randomise_near_cutoff` (trial mode, as HunchLab did and Mohler et al. 2015's
+  field trial needed): a share of the units goes at random to areas whose risk is within
+  a tolerance of the allocation's cut-off, so a later evaluation compares areas that
+  differ only by chance; the seed reproduces the assignment.
 """
 
 from __future__ import annotations
@@ -98,6 +102,81 @@ class Allocation:
     by_area: pd.DataFrame
     by_group: pd.DataFrame
     cap_ratio: float | None
+
+    def with_units(self, units: np.ndarray) -> Allocation:
+        """The same allocation with ``units`` per area (e.g. after trial randomisation):
+        the groups' units, unit shares and ratios recomputed, ``capped`` kept."""
+        by_area = self.by_area.assign(units=np.asarray(units, dtype=np.int64))
+        per_group = by_area.groupby("group")["units"].sum()
+        group_units = per_group.reindex(self.by_group["group"]).to_numpy(dtype=np.int64)
+        total = int(group_units.sum())
+        unit_share = group_units / total if total else np.zeros(len(group_units))
+        risk_share = self.by_group["risk_share"].to_numpy(dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(risk_share > 0, unit_share / risk_share, np.nan)
+        by_group = self.by_group.assign(units=group_units, unit_share=unit_share, ratio=ratio)
+        return Allocation(by_area=by_area, by_group=by_group, cap_ratio=self.cap_ratio)
+
+
+@dataclass(frozen=True)
+class TrialAssignment:
+    """Trial mode's result (:func:`randomise_near_cutoff`).
+
+    ``units``: units per area after randomisation ``[n]``; ``cutoff``: the lowest risk
+    that received a unit in the deterministic plan; ``band``: indices of the areas within
+    the tolerance of it (the randomisation's population); ``randomised``: indices that
+    received a trial unit (repeated when an area got several); ``trial_units``: how many
+    units were assigned at random; ``seed``: what reproduces it."""
+
+    units: np.ndarray
+    cutoff: float
+    band: np.ndarray
+    randomised: np.ndarray
+    trial_units: int
+    seed: int
+
+
+def randomise_near_cutoff(units: np.ndarray, risk: np.ndarray, share: float,
+                          tolerance: float, seed: int) -> TrialAssignment:
+    """Assign ``share`` of the units at random among the areas near the cut-off.
+
+    ``units``: a deterministic plan ``[n]`` (e.g. :func:`allocate_units`); ``risk``: the
+    forecast it followed. The cut-off is the lowest risk that received a unit; the band
+    is every area with ``|risk − cutoff| <= tolerance · cutoff``. ``round(share · total)``
+    units (at most what the band's areas hold) are withdrawn from the band's areas, lowest
+    risk first, one per area per round, then given one per area to areas drawn uniformly
+    without replacement from the band (again, round after round, when the band is smaller
+    than the trial units). Areas outside the band keep their units; the total is unchanged.
+    The same inputs and ``seed`` give the same assignment."""
+    units = np.asarray(units, dtype=np.int64).copy()
+    risk = np.asarray(risk, dtype=np.float64)
+    if units.shape != risk.shape:
+        raise AllocationError("units and risk must have the same length")
+    if not 0 <= share <= 1:
+        raise AllocationError(f"trial share must be in [0, 1], got {share}")
+    if tolerance < 0:
+        raise AllocationError(f"trial tolerance must be >= 0, got {tolerance}")
+    empty = np.zeros(0, dtype=np.int64)
+    if units.sum() == 0 or share == 0:
+        return TrialAssignment(units, float("nan"), empty, empty, 0, int(seed))
+    cutoff = float(risk[units > 0].min())
+    band = np.flatnonzero(np.abs(risk - cutoff) <= tolerance * cutoff + 1e-12)
+    wanted = min(int(np.rint(share * units.sum())), int(units[band].sum()))
+    # Withdraw: lowest-risk band areas first, one unit per area per round.
+    order = band[np.lexsort((band, risk[band]))]
+    taken = 0
+    while taken < wanted:
+        for i in order:
+            if taken == wanted:
+                break
+            if units[i] > 0:
+                units[i] -= 1
+                taken += 1
+    rng = np.random.default_rng(seed)
+    rounds = [rng.permutation(band) for _ in range(-(-wanted // max(band.size, 1)))]
+    randomised = np.concatenate(rounds)[:wanted] if rounds else empty
+    np.add.at(units, randomised, 1)
+    return TrialAssignment(units, cutoff, band, np.sort(randomised), wanted, int(seed))
 
 
 def allocate_units(area_ids: np.ndarray, risk: np.ndarray, weight: np.ndarray,

@@ -82,7 +82,9 @@ def _draws(components: pd.DataFrame, weights: np.ndarray,
     return metric_values(sums, population)
 
 
-def _interval(values: np.ndarray, level: float) -> list[float | None]:
+def percentile_interval(values: np.ndarray, level: float) -> list[float | None]:
+    """``[low, high]`` central ``level`` percentile interval of bootstrap draws;
+    ``[None, None]`` when more than 10 % of the draws are undefined."""
     finite = values[np.isfinite(values)]
     if finite.size < 0.9 * values.size or finite.size == 0:
         return [None, None]  # undefined in many draws (e.g. a group with no incidents)
@@ -135,8 +137,25 @@ def metric_intervals(components: pd.DataFrame, settings: EvaluationSettings | No
     point = metric_values(components.sum(), population).iloc[0]
     draws = _draws(components, _weights(len(components), settings), population)
     return {m: {"value": _number(point[m]),
-                "ci": _interval(draws[m].to_numpy(float), settings.bootstrap_level)}
+                "ci": percentile_interval(draws[m].to_numpy(float), settings.bootstrap_level)}
             for m in point.index}
+
+
+def long_run_variance(series: np.ndarray, lag: int) -> float:
+    """Newey–West (Bartlett-weighted, up to ``lag`` weeks) long-run variance of a weekly
+    series: ``n`` times it is the variance of the series' ``n``-week sum when weeks are
+    autocorrelated. NaN for fewer than 2 finite values."""
+    d = np.asarray(series, float)
+    d = d[np.isfinite(d)]
+    n = d.size
+    if n < 2:
+        return float("nan")
+    centred = d - d.mean()
+    lag = int(min(max(lag, 0), n - 1))
+    variance = centred @ centred / n
+    for k in range(1, lag + 1):
+        variance += 2 * (1 - k / (lag + 1)) * (centred[k:] @ centred[:-k]) / n
+    return float(variance)
 
 
 def diebold_mariano(loss_difference: np.ndarray, lag: int) -> float:
@@ -149,12 +168,9 @@ def diebold_mariano(loss_difference: np.ndarray, lag: int) -> float:
     n = d.size
     if n < 3:
         return float("nan")
-    centred = d - d.mean()
     lag = int(min(max(lag, 0), n - 1))
-    variance = centred @ centred / n
-    for k in range(1, lag + 1):
-        variance += 2 * (1 - k / (lag + 1)) * (centred[k:] @ centred[:-k]) / n
-    if variance <= 0:
+    variance = long_run_variance(d, lag)
+    if not variance > 0:
         return float("nan")
     statistic = d.mean() / math.sqrt(variance / n)
     correction = math.sqrt((n + 1 - 2 * (lag + 1) + (lag + 1) * lag / n) / n)
@@ -203,8 +219,8 @@ def paired_comparison(reference: pd.DataFrame, challenger: pd.DataFrame,
             rel_draws = draws_c[metric].to_numpy(float) / draws_r[metric].to_numpy(float) - 1
             relative = c / r - 1 if r else float("nan")
         entry = {"reference": _number(r), "challenger": _number(c), "diff": _number(c - r),
-                 "ci": _interval(diff_draws, level), "relative": _number(relative),
-                 "relative_ci": _interval(rel_draws, level),
+                 "ci": percentile_interval(diff_draws, level), "relative": _number(relative),
+                 "relative_ci": percentile_interval(rel_draws, level),
                  "better": ("lower" if metric in LOWER_IS_BETTER else
                             None if metric.startswith(("coverage", "flag_rate")) else "higher")}
         if metric in ADDITIVE_LOSSES:
@@ -254,20 +270,20 @@ def disparity_evidence(reference: pd.DataFrame | None, challenger: pd.DataFrame,
         if not group or kind not in kinds:
             continue
         entry: dict[str, Any] = {"challenger": _number(point_c[metric]),
-                                 "challenger_ci": _interval(draws_c[metric].to_numpy(float),
-                                                            level),
+                                 "challenger_ci": percentile_interval(
+                                     draws_c[metric].to_numpy(float), level),
                                  "reference": None, "reference_ci": [None, None],
                                  "distance_diff": None, "distance_diff_ci": [None, None]}
         if point_r is not None and draws_r is not None and metric in point_r.index:
             entry["reference"] = _number(point_r[metric])
-            entry["reference_ci"] = _interval(draws_r[metric].to_numpy(float), level)
+            entry["reference_ci"] = percentile_interval(draws_r[metric].to_numpy(float), level)
             distance = _distance_difference(parity_distance(point_c[metric]),
                                             parity_distance(point_r[metric]))
             distance_draws = _distance_difference(
                 parity_distance(draws_c[metric].to_numpy(float)),
                 parity_distance(draws_r[metric].to_numpy(float)))
             entry["distance_diff"] = _number(float(distance))
-            entry["distance_diff_ci"] = _interval(distance_draws, level)
+            entry["distance_diff_ci"] = percentile_interval(distance_draws, level)
         out[f"{kind}/{group}"] = entry
     return out
 

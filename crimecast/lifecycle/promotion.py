@@ -16,6 +16,7 @@ and every alias change is appended to the audit log and written as model-version
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -193,16 +194,35 @@ def _seed_champion(seed: dict[str, Any], scored: Backtest, panel: Panel, graph: 
 
 
 def _tag_version(client: MlflowClient, model: str, version: str, prefix: str, record: dict[str, Any]) -> None:
-    """Write a decision onto the model version as ``<prefix>.*`` tags (5000-char values)."""
+    """Write a decision onto the model version as readable ``<prefix>.*`` tags (one per
+    fact and one per check, each a sentence) and as a JSON artifact of the version's run
+    (``promotion/decision-<at>.json``, named by the ``<prefix>.record`` tag)."""
     tags = {"decision": record.get("decision"), "at": record.get("at"),
             "actor": record.get("actor"), "reason": record.get("reason"),
-            "reference": record.get("reference"), "champion_version": record.get("champion_version")}
+            "outcome": record.get("outcome"), "reference": record.get("reference"),
+            "champion_version": record.get("champion_version"),
+            "policy": (record.get("policy") or {}).get("text")}
+    for side, scores in (record.get("metrics") or {}).items():
+        for metric, value in (scores or {}).items():
+            tags[f"metric.{side}.{metric}"] = value
+    for check in record.get("checks") or []:
+        mark = "passed" if check.get("passed") else "FAILED"
+        tags[f"check.{check.get('check')}"] = f"{mark}: {check.get('plain') or ''}"
+    run_id = client.get_model_version(model, version).run_id
+    stamp = str(record.get("at", "")).replace(":", "-")
+    artifact = f"{prefix}/decision-{stamp}.json"
+    if run_id:
+        client.log_dict(run_id, json.loads(json.dumps(record, default=str)), artifact)
+        tags["record"] = f"runs:/{run_id}/{artifact}"
     for key, value in tags.items():
         if value is not None:
-            client.set_model_version_tag(model, version, f"{prefix}.{key}", str(value)[:5000])
-    if record.get("metrics"):
-        client.set_model_version_tag(model, version, f"{prefix}.metrics",
-                                     json.dumps(record["metrics"], default=str)[:5000])
+            client.set_model_version_tag(model, version, _tag_key(f"{prefix}.{key}"),
+                                         str(value)[:5000])
+
+
+def _tag_key(key: str) -> str:
+    """An MLflow tag key: letters, digits, ``_ - . / space`` only (``pai@5%`` → ``pai_5_``)."""
+    return re.sub(r"[^\w\-./ ]", "_", key)
 
 
 def rollback(*, actor: str | None = None, reason: str = "", tracking: TrackingSettings | None = None) -> dict[str, Any]:

@@ -11,14 +11,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crimecast.errors import CrimecastError
-from crimecast.lifecycle.audit import CHALLENGER, CHAMPION, append_audit
+from crimecast.lifecycle.audit import CHALLENGER, CHAMPION, alias_history, append_audit
 from crimecast.lifecycle.store import TrackingSettings, mlflow_client
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["CHALLENGER", "CHAMPION", "RegistryError", "model_info", "model_spec",
-           "move_alias", "resolve_alias", "set_alias"]
+__all__ = ["CHALLENGER", "CHAMPION", "MANUAL_ACTOR", "RegistryError", "detect_manual_changes",
+           "model_info", "model_spec", "move_alias", "resolve_alias", "set_alias"]
+
+#: Who the audit log names for an alias change made outside crimecast.
+MANUAL_ACTOR = "unknown (outside crimecast)"
 
 
 class RegistryError(CrimecastError, LookupError):
@@ -110,3 +113,40 @@ def model_spec(version: str, settings: TrackingSettings | None = None) -> tuple[
     return run.data.tags["model.name"], params
 
 
+
+
+def recorded_aliases() -> dict[str, str | None]:
+    """Where the audit log says each alias points now (its last recorded change)."""
+    state: dict[str, str | None] = {}
+    for change in alias_history():
+        state[change["alias"]] = None if change["to"] is None else str(change["to"])
+    return state
+
+
+def detect_manual_changes(settings: TrackingSettings | None = None) -> list[dict[str, Any]]:
+    """Compare the registry's ``@champion`` and ``@challenger`` with the audit log and
+    record every difference as an audit entry with event and decision ``manual``.
+
+    MLflow keeps no alias history, and its UI can move an alias directly, past the
+    promotion gate; this is how such a change becomes visible (``monitor run`` and
+    ``monitor check`` call it). Returns the new audit records (empty when they agree).
+    """
+    settings = settings or TrackingSettings.load()
+    recorded = recorded_aliases()
+    records = []
+    for alias in (CHAMPION, CHALLENGER):
+        current = resolve_alias(alias, settings)
+        known = recorded.get(alias)
+        if current == known:
+            continue
+        was = f"v{known}" if known else "no version"
+        now = f"v{current}" if current else "no version"
+        records.append(append_audit({
+            "event": "manual", "decision": "manual", "actor": MANUAL_ACTOR,
+            "reason": (f"@{alias} moved from {was} to {now} outside crimecast (e.g. the "
+                       "MLflow UI), bypassing the promotion gate; detected by crimecast"),
+            "registered_model": settings.registered_model,
+            "champion_version": current if alias == CHAMPION else None,
+            "challenger_version": current if alias == CHALLENGER else None,
+            "alias_changes": [{"alias": alias, "from": known, "to": current}]}))
+    return records

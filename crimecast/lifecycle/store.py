@@ -65,6 +65,26 @@ class TrackingSettings(ConcernSettings):
         return root.as_uri()
 
 
+#: MLflow 3's experiment-type tag: "custom_model_development" opens the UI in its
+#: machine-learning view (runs, metrics, models) instead of the GenAI one (traces, prompts).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: The tag the MLflow UI shows as an experiment's description.
+DESCRIPTION_TAG = "mlflow.note.content"
+EXPERIMENT_DESCRIPTION = (
+    "crimecast: weekly forecasts of recorded crime per place (areas and weeks, never "
+    "persons). Each `train-*` run backtests one model on rolling origins, logs its metrics, "
+    "per-group tables (evaluation/) and the fitted model, and registers it as @challenger; "
+    "`evaluate` runs compare it with the champion and baselines on the same weeks; "
+    "promotion decisions are tagged on the model versions (promotion.*) and stored as "
+    "promotion/decision-*.json artifacts.")
+REGISTERED_MODEL_DESCRIPTION = (
+    "Weekly crime forecasts per area and category, with 80 % and 95 % intervals. "
+    "@champion is the version the forecasting API serves: it moves only through the "
+    "promotion gate (accuracy and fairness on the same backtest weeks, `crimecast promote`) "
+    "or a rollback, both recorded in the audit log; an alias moved here by hand is detected "
+    "and raised as an alert. @challenger is the newest trained candidate.")
+
 _configured: dict[tuple[str, str], MlflowClient] = {}
 _lock = threading.Lock()
 
@@ -90,9 +110,17 @@ def mlflow_client(settings: TrackingSettings | None = None) -> MlflowClient:
         client = _configured.get(key)
         if client is None:
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            if client.get_experiment_by_name(settings.experiment) is None:
-                client.create_experiment(settings.experiment,
-                                         artifact_location=settings.resolved_artifact_location())
+            experiment = client.get_experiment_by_name(settings.experiment)
+            if experiment is None:
+                experiment_id = client.create_experiment(
+                    settings.experiment, artifact_location=settings.resolved_artifact_location(),
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+                          DESCRIPTION_TAG: EXPERIMENT_DESCRIPTION})
+            elif experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                # An experiment created before crimecast set its type: set it once.
+                experiment_id = experiment.experiment_id
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+                client.set_experiment_tag(experiment_id, DESCRIPTION_TAG, EXPERIMENT_DESCRIPTION)
             _configured[key] = client
         mlflow.set_experiment(settings.experiment)
     return client

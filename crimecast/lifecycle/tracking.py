@@ -209,6 +209,10 @@ def train_and_register(
             rows.to_csv(table, index=False)
             mlflow.log_artifact(str(table), artifact_path="evaluation")
             mlflow.log_dict(summary, "evaluation/summary.json")
+            for name, group_table in group_tables(summary).items():
+                path = Path(tmp) / f"{name}.csv"
+                group_table.to_csv(path, index=False)
+                mlflow.log_artifact(str(path), artifact_path="evaluation")
             if settings.log_map:
                 png = forecast_map_png(rows, ARTIFACTS.areas, Path(tmp) / "forecast_vs_actual.png")
                 if png is not None:
@@ -225,6 +229,7 @@ def train_and_register(
             "data_version": versions["version"],
             "unit": versions["unit"],
             "data_md5": {k: v for k, v in versions.items() if k not in ("version", "unit")},
+            "first_observed_week": str(panel.weeks[0].date()),
             "last_observed_week": str(panel.last_week.date()),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "backtest_metrics": metrics,
@@ -240,11 +245,51 @@ def train_and_register(
                                      versions["version"])
         client.set_model_version_tag(settings.registered_model, version, "data.unit",
                                      versions["unit"])
+        describe_version(client, settings.registered_model, version, model_name, panel,
+                         versions["version"], metrics, run.info.run_id)
     set_alias(alias, version, actor=actor, event="register", settings=settings,
               reason=reason or f"trained {model_name} in run {run.info.run_id}")
     return TrainResult(run_id=run.info.run_id, model_name=model_name, version=version,
                        model_uri=f"models:/{settings.registered_model}/{version}",
                        data_version=versions["version"], metrics=metrics, params=full_params)
+
+
+def group_tables(summary: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The backtest summary's per-group sections as flat tables (one row per group, and
+    per target where the section has targets): ``by_group``, ``disparity``,
+    ``headline_by_group``, logged as ``evaluation/<name>.csv``."""
+    tables = {}
+    for name in ("by_group", "disparity", "headline_by_group"):
+        section = summary.get(name)
+        if not isinstance(section, dict) or not section:
+            continue
+        rows = []
+        for key, value in section.items():
+            if not isinstance(value, dict):
+                continue
+            nested = all(isinstance(v, dict) for v in value.values()) and value
+            if nested:
+                rows += [{"target": key, "group": group, **flat_metrics(metrics)}
+                         for group, metrics in value.items()]
+            else:
+                rows.append({"group": key, **flat_metrics(value)})
+        if rows:
+            tables[name] = pd.DataFrame(rows)
+    return tables
+
+
+def describe_version(client: Any, model: str, version: str, model_name: str, panel: Panel,
+                     data_version: str, metrics: dict[str, float], run_id: str) -> None:
+    """Descriptions the MLflow UI shows: the registered model's, and this version's."""
+    from crimecast.lifecycle.store import REGISTERED_MODEL_DESCRIPTION
+
+    client.update_registered_model(model, description=REGISTERED_MODEL_DESCRIPTION)
+    deviance = metrics.get("overall.poisson_deviance")
+    client.update_model_version(model, version, description=(
+        f"{model_name} trained on {len(panel.weeks)} weeks of recorded crime up to the week of "
+        f"{panel.last_week.date()} (data version {data_version}, run {run_id}). Backtest "
+        + (f"Poisson deviance {deviance:.4f}. " if deviance is not None else "")
+        + "Whether it serves is decided by the promotion gate: see the promotion.* tags."))
 
 
 def city_card() -> dict[str, str]:

@@ -23,17 +23,12 @@ from pydantic import Field
 
 from crimecast.config import ConcernSettings, ConfigError
 from crimecast.forecast.models.base import Forecaster, ModelError, read_meta
+from crimecast.forecast.names import MODEL_REGISTRY as _REGISTRY
 from crimecast.forecast.settings import EvaluationSettings
 
-# name -> "module:Class" (lazy: torch and lightgbm load only when their model is used)
-_REGISTRY: dict[str, str] = {
-    "historical_average": "crimecast.forecast.models.historical_average:HistoricalAverage",
-    "seasonal_naive": "crimecast.forecast.models.seasonal_naive:SeasonalNaive",
-    "lightgbm_poisson": "crimecast.forecast.models.lightgbm_poisson:LightGBMPoisson",
-    "hotspot": "crimecast.forecast.models.hotspot:SelfExcitingHotspot",
-    "gnn": "crimecast.forecast.models.gnn:GNNForecaster",
-    "ensemble": "crimecast.forecast.models.ensemble:EnsembleForecaster",
-}
+# _REGISTRY: name -> "module:Class" (lazy: torch and lightgbm load only when their model
+# is used); it lives in crimecast.forecast.names so the CLI's help lists the names
+# without importing this package.
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 #: The models without learned representations (the gate's and the benchmark's baselines).
 BASELINE_NAMES: tuple[str, ...] = tuple(n for n in MODEL_NAMES if n not in ("gnn", "ensemble"))
