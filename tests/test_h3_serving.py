@@ -127,7 +127,7 @@ def test_monitoring_and_the_report_run_at_h3(server: Server, h3_home: Path) -> N
     summary = json.loads((h3_home / "state" / "monitoring" / "summary.json").read_text())
     assert summary["groups"]  # per-group rows from the interpolated cell groups
     page = (h3_home / "reports" / "index.html").read_text()
-    assert "H3 cells" in page and "champion v" in page
+    assert "H3 cells" in page and "the model in service (version 1)" in page
     layers = json.loads((h3_home / "reports" / "map_layers.geojson").read_text())
     assert all(h3.is_valid_cell(f["properties"]["area_id"]) for f in layers["features"])
 
