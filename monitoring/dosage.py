@@ -2,8 +2,9 @@
 
 *Planned*: the allocations the service answered (``/allocate`` responses in the
 prediction log's ``predictions`` table: units per area, ``kind`` patrol or outreach, the
-target week). *Delivered*: the current dosage values (the latest recorded row per week,
-area, kind and source of the append-only ``dosage`` table, summed over sources). Both are
+target week). *Delivered*: the current dosage values (the ``dosage`` view of the
+append-only ledger: the latest value per week, area, kind and source, summed over
+sources). Both are
 read with plain SQL; the tables' writers are in ``serving/``.
 
 Patrol plans compare with ``patrol_minutes``, outreach plans with ``outreach_contacts``;
@@ -42,14 +43,12 @@ def current_dosage(url: str) -> pd.DataFrame:
     if engine is None:
         return pd.DataFrame(columns=["week", "area_id", "kind", "amount"])
     try:
-        if not sa.inspect(engine).has_table("dosage"):
+        inspector = sa.inspect(engine)
+        if "dosage" not in inspector.get_view_names() + inspector.get_table_names():
             return pd.DataFrame(columns=["week", "area_id", "kind", "amount"])
-        query = sa.text(
-            "SELECT d.week, d.area_id, d.kind, d.amount FROM dosage d JOIN ("
-            " SELECT MAX(id) AS id FROM dosage GROUP BY week, area_id, kind, source"
-            ") latest ON d.id = latest.id")
+        # The view holds the current value per (week, area_id, kind, source).
         with engine.connect() as conn:
-            rows = pd.read_sql(query, conn)
+            rows = pd.read_sql(sa.text("SELECT week, area_id, kind, amount FROM dosage"), conn)
     finally:
         engine.dispose()
     rows["week"] = pd.to_datetime(rows["week"])

@@ -156,7 +156,7 @@ def did_it_work_html(result: dict[str, Any] | None, floor: int = 5) -> str:
     ``impact.json`` payload; "no interventions recorded yet" when ``result`` is None.
     Only relative effects, CIs and numbers of areas appear; the WDD's net change in
     crimes is shown only when at least ``floor`` in size."""
-    parts = ["<h2>Did it work?</h2>"]
+    parts = ["<h2 id='impact'>Did it work?</h2>"]
     if result is None:
         parts.append("<p>No interventions recorded yet: once dosage is reported "
                      "(<code>/dosage</code> or <code>crimecast dosage import</code>) or a list "

@@ -45,8 +45,8 @@ from crimecast.contracts import ARTIFACTS, AreaGraph, Panel
 from crimecast.data.settings import DataSettings
 from crimecast.paths import resolve
 from monitoring.areamap import count_class_index, count_labels, map_figure, risk_classes, suppress
-from monitoring.impact import did_it_work_html, read_impact
 from monitoring.glossary import GLOSSARY_FILE, glossary_page, group_words, term
+from monitoring.impact import did_it_work_html, read_impact
 from monitoring.settings import MonitoringSettings
 
 __all__ = ["build_report", "count_class", "map_layers", "risk_classes", "suppress"]
@@ -263,7 +263,7 @@ def _header(page: Page) -> None:
              ("alerts", "Alerts"), ("history", "Promotion history")]
     if c.get("simulation"):
         links.append(("simulation", "Simulation"))
-    links.append(("card", "Model card"))
+    links += [("impact", "Did it work?"), ("card", "Model card")]
     page.add("<nav>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in links)
              + f"<a href='{GLOSSARY_FILE}'>Glossary</a></nav>")
 

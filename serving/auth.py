@@ -4,6 +4,7 @@ Scopes (what a key may call):
 
 - ``read``: ``/forecast``, ``/hotspots``, ``/allocate``, ``/model``;
 - ``outcomes``: ground-truth writes (``/outcomes``), which monitoring scores against;
+- ``dosage``: delivered-intervention writes (``/dosage``), which impact evaluation reads;
 - ``admin``: ``/reload``.
 
 Keys come from two places, merged:
@@ -18,8 +19,7 @@ Keys come from two places, merged:
 
 Keys written before scopes existed carry ``"admin": true|false`` instead of ``scopes``
 (and env entries ``name:hash`` / ``name:hash:admin``): a key without scopes is treated
-as ``read``, and an old admin key as ``read + outcomes + admin`` (it could already do
-everything). So an old non-admin key can no longer write outcomes: give its user a key
+as ``read``, and an old admin key as every scope (it could already do everything). So an old non-admin key can no longer write outcomes: give its user a key
 with ``crimecast keys add NAME --scope read --scope outcomes``.
 
 A presented key is hashed and compared with every stored hash using
@@ -54,7 +54,7 @@ from crimecast.io import write_json
 
 log = logging.getLogger("crimecast.serving.auth")
 
-SCOPES = ("read", "outcomes", "admin")
+SCOPES = ("read", "outcomes", "dosage", "admin")
 #: Scopes of a legacy key without a ``scopes`` field, by its old ``admin`` flag.
 LEGACY_SCOPES = {False: frozenset({"read"}), True: frozenset(SCOPES)}
 #: How often a worker looks at the keys file (seconds): the bound on how long a

@@ -38,6 +38,7 @@ from serving.predlog import RequestRecord, summary_json
 from serving.runtime import Runtime
 from serving.schemas import (
     AllocateRequest,
+    DosageRequest,
     EmptyRequest,
     ForecastRequest,
     HotspotsRequest,
@@ -50,6 +51,7 @@ ENDPOINTS: dict[str, tuple[str, type[BaseModel] | None, str]] = {
     "/hotspots": ("hotspots", HotspotsRequest, "read"),
     "/allocate": ("allocate", AllocateRequest, "read"),
     "/outcomes": ("outcomes", OutcomesRequest, "outcomes"),
+    "/dosage": ("dosage", DosageRequest, "dosage"),
     "/model": ("model", EmptyRequest, "read"),
     "/reload": ("reload", EmptyRequest, "admin"),
     "/metrics": ("metrics", None, "admin"),

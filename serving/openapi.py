@@ -29,6 +29,7 @@ from pydantic.json_schema import models_json_schema
 
 from serving.schemas import (
     AllocateResponse,
+    DosageResponse,
     ErrorBody,
     ForbiddenBody,
     ForecastResponse,
@@ -45,8 +46,8 @@ from serving.settings import ServingSettings
 #: Response body per API path.
 RESPONSES: dict[str, type[BaseModel]] = {
     "/forecast": ForecastResponse, "/hotspots": HotspotsResponse,
-    "/allocate": AllocateResponse, "/outcomes": OutcomesResponse, "/model": ModelResponse,
-    "/reload": ReloadResponse,
+    "/allocate": AllocateResponse, "/outcomes": OutcomesResponse, "/dosage": DosageResponse,
+    "/model": ModelResponse, "/reload": ReloadResponse,
 }
 ERRORS: list[tuple[int, str, type[BaseModel]]] = [
     (401, "No key, or a key that is not accepted (the body is the same whatever was wrong).",
@@ -147,6 +148,16 @@ def _constrain(components: dict[str, Any], store: Any, settings: ServingSettings
     outcomes = props("OutcomesRequest")
     if "outcomes" in outcomes:
         outcomes["outcomes"]["maxItems"] = limits.max_outcomes
+    dosage = props("DosageRequest")
+    if "dosage" in dosage:
+        dosage["dosage"]["maxItems"] = limits.max_outcomes
+    dosage_row = props("DosageRow")
+    if dosage_row and store is not None:
+        if len(store.area_ids) <= MAX_ENUMERATED_AREAS:
+            dosage_row["area_id"]["enum"] = list(store.area_ids)
+        dosage_row["area_id"]["example"] = store.area_ids[0]
+        last = store.card.last_observed_week
+        dosage_row["week"]["example"] = str(last - timedelta(days=last.weekday()))
     row = props("OutcomeRow")
     if row and store is not None:
         category_enum(row["category"], nullable=False)
@@ -218,7 +229,8 @@ def build_document(settings: ServingSettings, store: Any, descriptions: dict[str
                 + (f", served by model version {version} (@{settings.alias})." if version
                    else ".")
                 + " Every API call needs an `X-API-Key` header; scopes: `read` (forecast, "
-                "hotspots, allocate, model), `outcomes` (ground truth), `admin` (reload)."),
+                "hotspots, allocate, model), `outcomes` (ground truth), `dosage` (delivered "
+                "interventions), `admin` (reload)."),
         },
         "servers": [{"url": "/"}],
         "paths": paths,

@@ -19,6 +19,10 @@ never imports this module:
     view ``outcomes`` (``week, area_id, category, count, recorded_at, key_name``) is the
     latest value per ``(week, area_id, category)``.
 
+``dosage_history`` / ``dosage`` — delivered interventions (``/dosage`` and ``crimecast
+    dosage import``), the same kind of :class:`Ledger`: key ``(week, area_id, kind,
+    source)``, value ``amount`` (``previous_amount`` in the history).
+
 ``served_forecasts`` — the full forecast table of every model version the service loaded,
     written once per version; primary key ``(model_version, area_id, category, horizon)``:
     ``model_version``, ``data_week`` (date: last observed week), ``area_id``, ``week``
@@ -171,8 +175,13 @@ OUTCOMES = Ledger("outcomes",
                   keys=(("week", sa.Date()), ("area_id", sa.String(64)),
                         ("category", sa.String(64))),
                   values=(("count", sa.Integer()),))
+#: Delivered interventions (``/dosage``, ``crimecast dosage import``; serving/dosage.py).
+DOSAGE = Ledger("dosage",
+                keys=(("week", sa.Date()), ("area_id", sa.String(64)), ("kind", sa.String(32)),
+                      ("source", sa.String(64))),
+                values=(("amount", sa.Float()),))
 #: Every ledger of the prediction log (created at start).
-LEDGERS: tuple[Ledger, ...] = (OUTCOMES,)
+LEDGERS: tuple[Ledger, ...] = (OUTCOMES, DOSAGE)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,22 @@ class OutcomesRequest(_Strict):
     outcomes: list[OutcomeRow] = Field(..., min_length=1)
 
 
+class DosageRow(_Strict):
+    week: date = Field(..., description="Monday of the week the dosage was delivered "
+                                        "(not in the future).")
+    area_id: str
+    kind: Literal["patrol_minutes", "outreach_contacts", "programme_enrolments"]
+    amount: float = Field(..., ge=0, le=10_000_000, description="In the kind's unit.")
+    source: str = Field(..., min_length=1, max_length=64,
+                        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$",
+                        description="Short label of who reports it (e.g. cad-export), never "
+                                    "a name.")
+
+
+class DosageRequest(_Strict):
+    dosage: list[DosageRow] = Field(..., min_length=1)
+
+
 class EmptyRequest(_Strict):
     """No parameters."""
 
@@ -186,6 +202,13 @@ class AllocateResponse(BaseModel):
 
 class OutcomesResponse(BaseModel):
     written: int
+    weeks: list[date]
+
+
+class DosageResponse(BaseModel):
+    written: int
+    superseded: int = Field(description="Rows that replace an earlier value for the same "
+                                        "week, area, kind and source (kept as history).")
     weeks: list[date]
 
 

@@ -28,12 +28,15 @@ import bentoml._internal.server.http.traffic as bentoml_traffic
 from crimecast.errors import USER_ERROR_EXIT, CrimecastError, report
 from serving import httplimits
 from serving.auth import check_keys
+from serving.dosage import superseded
 from serving.gateway import ENDPOINTS, SCOPE_KEY, Gateway, RequestTimeout
-from serving.predlog import Outcome
+from serving.predlog import DOSAGE, Outcome
 from serving.runtime import NoChampion, Runtime
 from serving.schemas import (
     AllocateRequest,
     AllocateResponse,
+    DosageRequest,
+    DosageResponse,
     EmptyRequest,
     ForecastRequest,
     ForecastResponse,
@@ -180,6 +183,24 @@ class CrimecastService:
         return OutcomesResponse(written=written, weeks=weeks)
 
     @bentoml.api
+    async def dosage(self, request: DosageRequest, /, ctx: bentoml.Context) -> DosageResponse:
+        """(dosage scope) Record delivered interventions: patrol minutes, outreach contacts,
+        programme enrolments per area and week. Every write is kept with who and when
+        (``dosage_history``); re-posting a row makes it the current value and the answer
+        says how many rows superseded an earlier one."""
+        _, info = self._store(ctx)
+        assert self.runtime.predlog is not None
+        request_id = info.get("request_id") or ""
+        written = await asyncio.wrap_future(self.runtime.predlog.append(
+            DOSAGE, [r.model_dump() for r in request.dosage], info.get("key_name"),
+            request_id))
+        replaced = await asyncio.to_thread(superseded, self.runtime.predlog, request_id)
+        weeks = sorted({r.week for r in request.dosage})
+        info["summary"] = {"written": written, "superseded": replaced,
+                           "weeks": [str(w) for w in weeks]}
+        return DosageResponse(written=written, superseded=replaced, weeks=weeks)
+
+    @bentoml.api
     async def model(self, request: EmptyRequest, /, ctx: bentoml.Context) -> ModelResponse:
         """The served model version, its alias, training data version and backtest metrics."""
         store, info = self._store(ctx)
@@ -208,5 +229,6 @@ class CrimecastService:
 
 # The handlers' docstrings describe their operations in /docs.json (serving.openapi).
 _DESCRIPTIONS = {f"/{name}": inspect.cleandoc(CrimecastService.apis[name].doc or "")
-                 for name in ("forecast", "hotspots", "allocate", "outcomes", "model", "reload")}
+                 for name in ("forecast", "hotspots", "allocate", "outcomes", "dosage", "model",
+                              "reload")}
 CrimecastService.add_asgi_middleware(Gateway, runtime=RUNTIME, descriptions=_DESCRIPTIONS)

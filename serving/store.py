@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from crimecast.contracts import FORECAST_COLUMNS, validate_forecast
+from crimecast.dosage import validate_dosage
 from crimecast.forecast.allocation import (
     allocate_units,
     outreach_weights,
@@ -31,6 +32,7 @@ from serving.schemas import (
     AllocateRequest,
     AllocateResponse,
     AreaUnits,
+    DosageRequest,
     Feature,
     ForecastRequest,
     ForecastResponse,
@@ -206,6 +208,8 @@ class ForecastStore:
             found.append({"field": "units", "problem": f"at most {limits.max_units} units"})
         if isinstance(request, OutcomesRequest):
             found.extend(self._outcome_problems(request))
+        if isinstance(request, DosageRequest):
+            found.extend(self._dosage_problems(request))
         return found
 
     def _why_unknown(self, unknown: list[str]) -> str:
@@ -224,6 +228,18 @@ class ForecastStore:
         if outside:
             parts.append(f"H3 cells outside the city: {outside[:_MAX_LISTED]}")
         return " (" + "; ".join(parts) + ")"
+
+    def _dosage_problems(self, request: DosageRequest) -> list[dict[str, str]]:
+        """The dosage contract (crimecast.dosage) on the posted rows: every problem with
+        its row, e.g. ``dosage[2].week``."""
+        limits = self.settings.limits
+        if len(request.dosage) > limits.max_outcomes:
+            return [{"field": "dosage", "problem": f"{len(request.dosage)} rows; at most "
+                                                   f"{limits.max_outcomes} per request"}]
+        frame = pd.DataFrame([r.model_dump() for r in request.dosage])
+        _, problems = validate_dosage(frame, self.area_ids)
+        return [{"field": f"dosage[{p.row}].{p.column}", "problem": p.message}
+                for p in problems[:_MAX_LISTED * 5]]
 
     def _outcome_problems(self, request: OutcomesRequest) -> list[dict[str, str]]:
         limits = self.settings.limits

@@ -71,8 +71,8 @@ def test_busy_port_is_one_line(home):
         taken.listen()
         port = str(taken.getsockname()[1])
         _one_line_error(_run(["monitor", "ui", "--port", port], home, home),
-                        f"port {port}", "busy", "--port")
-        _one_line_error(_run(["serve", "--port", port], home, home), f"port {port}", "busy")
+                        f"port {port}", "in use", "--port")
+        _one_line_error(_run(["serve", "--port", port], home, home), f"port {port}", "in use")
 
 
 def test_wrong_crimecast_home_is_one_line(home, tmp_path):

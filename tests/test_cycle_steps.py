@@ -100,3 +100,40 @@ def test_lock_refuses_a_second_holder_and_is_freed_when_the_first_dies(tmp_proje
         holder.wait()
     with cycle_lock(lock):
         pass
+
+
+def test_reload_step_posts_with_the_admin_key_and_names_a_missing_key(monkeypatch) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from crimecast.cli.cycle import _reload
+    from crimecast.errors import CrimecastError
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Reload(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append((self.path, self.headers.get("X-API-Key")))
+            body = json.dumps({"previous_version": "3", "version": "4", "changed": True})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Reload)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        monkeypatch.setenv("CYCLE_TEST_KEY", "secret-admin")
+        assert _reload(url, "CYCLE_TEST_KEY", 5) == "service now serves version 4 (was 3)"
+        assert seen == [("/reload", "secret-admin")]
+        monkeypatch.delenv("CYCLE_TEST_KEY")
+        with pytest.raises(CrimecastError, match=r"admin API key in \$CYCLE_TEST_KEY"):
+            _reload(url, "CYCLE_TEST_KEY", 5)
+    finally:
+        server.shutdown()
+    assert "switches to the new @champion on its own" in _reload(None, "CYCLE_TEST_KEY", 5)

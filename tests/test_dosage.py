@@ -68,14 +68,14 @@ def test_import_appends_keeps_history_and_monitoring_reads_the_current_values(
     assert "recorded 2 dosage row(s)" in result.output
     assert "1 replace earlier values (kept as history)" in result.output
 
-    from serving.dosage import DosageStore
-    from serving.predlog import make_engine
+    import sqlite3
 
-    engine = make_engine(f"sqlite:///{synthetic_project / 'state' / 'predlog.db'}")
-    history = DosageStore(engine).history()
-    engine.dispose()
-    assert len(history) == 5 and history["recorded_by"].str.startswith("cli:").all()
+    with sqlite3.connect(synthetic_project / "state" / "predlog.db") as db:
+        history = pd.read_sql("SELECT * FROM dosage_history ORDER BY seq", db)
+    assert len(history) == 5 and history["key_name"].str.startswith("cli:").all()
     assert sorted(history.loc[history["area_id"] == ids[0], "amount"]) == [4, 20, 120, 150]
+    corrected = history[(history["area_id"] == ids[0]) & (history["amount"] == 150)].iloc[0]
+    assert corrected["previous_amount"] == 120  # the old value stays, next to the new one
 
     current = current_dosage("sqlite:///state/predlog.db")
     patrol = current[(current["kind"] == "patrol_minutes")].set_index("area_id")["amount"]

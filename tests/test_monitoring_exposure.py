@@ -36,8 +36,9 @@ def _record(number: int, endpoint: str, status: int, request: dict, units: dict)
 def logged(tmp_path):
     url = f"sqlite:///{tmp_path / 'predlog.db'}"
     engine = sa.create_engine(url)
-    meta, predictions, _, served = build_tables()
-    meta.create_all(engine)
+    tables = build_tables()
+    predictions, served = tables.predictions, tables.served
+    tables.meta.create_all(engine)
     with engine.begin() as conn:
         conn.execute(predictions.insert(), [
             _record(1, "allocate", 200, {"units": 5, "kind": "patrol"}, {"A": 2, "C": 3}),

@@ -54,7 +54,7 @@ def test_env_keys_carry_names_and_scopes(tmp_path: Path) -> None:
     admin, user, feeder = "admin-secret", "user-secret", "feeder-secret"
     env = f"boss:{hash_key(admin)}:admin, app:{hash_key(user)}, feed:{hash_key(feeder)}:outcomes"
     ring = KeyRing(tmp_path / "missing.json", env)
-    assert ring.identify(admin).scopes == {"read", "outcomes", "admin"}  # legacy admin flag
+    assert ring.identify(admin).scopes == {"read", "outcomes", "dosage", "admin"}  # legacy admin flag
     assert ring.identify(user).scopes == {"read"}
     assert ring.identify(feeder).scopes == {"outcomes"}
 
@@ -67,10 +67,10 @@ def test_a_legacy_keys_file_without_scopes_still_works(tmp_path: Path) -> None:
         {"name": "old-ops", "sha256": hash_key("b"), "admin": True}]}))
     ring = KeyRing(path)
     assert ring.identify("a").scopes == {"read"}
-    assert ring.identify("b").scopes == {"read", "outcomes", "admin"}
+    assert ring.identify("b").scopes == {"read", "outcomes", "dosage", "admin"}
     add_key(path, "new")  # rewriting converts the flags into scopes
     assert {k["name"]: k["scopes"] for k in list_keys(path)} == {
-        "old-app": ["read"], "old-ops": ["read", "outcomes", "admin"], "new": ["read"]}
+        "old-app": ["read"], "old-ops": ["read", "outcomes", "dosage", "admin"], "new": ["read"]}
 
 
 def test_malformed_env_entry_names_the_entry_and_never_echoes_a_key() -> None:

@@ -25,7 +25,7 @@ def test_keys_add_prints_the_key_once_and_stores_its_hash(tmp_project: Path) -> 
     key = result.output.strip().splitlines()[-1]
     stored = json.loads((tmp_project / "state" / "api_keys.json").read_text())["keys"]
     assert stored[0]["name"] == "dispatch"
-    assert stored[0]["scopes"] == ["read", "outcomes", "admin"]
+    assert stored[0]["scopes"] == ["read", "outcomes", "dosage", "admin"]
     assert stored[0]["sha256"] == hash_key(key) and key not in json.dumps(stored)
     again = runner.invoke(app, ["keys", "add", "dispatch"])
     assert isinstance(again.exception, CrimecastError)
@@ -33,7 +33,7 @@ def test_keys_add_prints_the_key_once_and_stores_its_hash(tmp_project: Path) -> 
     feeder = runner.invoke(app, ["keys", "add", "feeder", "--scope", "outcomes"])
     assert feeder.exit_code == 0, feeder.output
     listing = runner.invoke(app, ["keys", "list"])
-    assert "dispatch  (read+outcomes+admin)" in listing.output and key not in listing.output
+    assert "dispatch  (read+outcomes+dosage+admin)" in listing.output and key not in listing.output
     assert "feeder  (outcomes)" in listing.output
 
 

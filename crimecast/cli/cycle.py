@@ -1,7 +1,8 @@
 """``crimecast cycle``: one operating week, refresh → repro → reload → monitor → report.
 
-The steps run the project's own commands (``crimecast data refresh``, ``dvc repro``,
-``crimecast monitor run|check``, ``crimecast report``) as subprocesses under one lock;
+The steps run the project's own commands (``crimecast data refresh``, ``crimecast
+pipeline`` (``dvc repro``), ``crimecast monitor run|check``, ``crimecast report``) as
+subprocesses under one lock;
 ``crimecast.lifecycle.cycle`` keeps the state that makes a rerun resume or skip.
 """
 
@@ -64,7 +65,6 @@ def _reload(url: str | None, key_env: str, timeout: float) -> str:
 
 def cycle_steps(settings) -> list:
     """The five steps of a cycle with this project's commands."""
-    from crimecast.cli.pipeline import repro_command
     from crimecast.lifecycle.cycle import Command, Step
 
     if settings.refresh == "api":
@@ -76,7 +76,9 @@ def cycle_steps(settings) -> list:
                        describe="nothing to fetch (refresh: none)")
     return [
         refresh,
-        Step("repro", commands=[Command(repro_command([settings.repro_target]))]),
+        # `crimecast pipeline` records the resolved unit before `dvc repro` (dvc.yaml).
+        Step("repro", commands=[Command(_crimecast("pipeline", "--stage",
+                                                   settings.repro_target))]),
         Step("reload", function=lambda: _reload(settings.service_url, settings.admin_key_env,
                                                 settings.reload_timeout_s),
              describe=(f"POST {settings.service_url}/reload" if settings.service_url else

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -27,8 +28,8 @@ def import_file(
     from crimecast.contracts import AreaGraph
     from crimecast.dosage import validate_dosage
     from crimecast.errors import CrimecastError
-    from serving.dosage import DosageStore
-    from serving.predlog import make_engine
+    from serving.dosage import record_dosage
+    from serving.predlog import PredictionLog
     from serving.settings import ServingSettings
 
     if not file.exists():
@@ -41,12 +42,12 @@ def import_file(
         raise CrimecastError(f"{file}: {len(problems)} invalid value(s); nothing recorded",
                              file=file, hint="fix the rows listed above and import again")
     settings = ServingSettings.load()
-    engine = make_engine(settings.predlog_url())
+    log = PredictionLog(settings.predlog_url(), schema=settings.predlog.db_schema)
     try:
-        result = DosageStore(engine, settings.predlog.db_schema).append(
-            rows, f"cli:{getpass.getuser()}")
+        result = record_dosage(log, rows, f"cli:{getpass.getuser()}",
+                               f"cli-{uuid.uuid4().hex}")
     finally:
-        engine.dispose()
+        log.close()
     typer.echo(f"recorded {result['written']} dosage row(s) from {file}"
                + (f"; {result['superseded']} replace earlier values (kept as history)"
                   if result["superseded"] else ""))

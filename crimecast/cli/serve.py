@@ -88,9 +88,10 @@ def keys_add(
     name: str = typer.Argument(..., help="Who uses the key (logged with every request)."),
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", help="read (forecast, hotspots, allocate, model), outcomes (post "
-        "ground truth), admin (/reload); repeat for several. Default: read.")] = None,
-    admin: bool = typer.Option(False, "--admin", help="Shorthand for --scope read --scope "
-                                                      "outcomes --scope admin."),
+        "ground truth), dosage (post delivered dosage), admin (/reload); repeat for "
+        "several. Default: read.")] = None,
+    admin: bool = typer.Option(False, "--admin", help="Shorthand for every scope (read, "
+                                                      "outcomes, dosage, admin)."),
 ) -> None:
     """Create an API key, store only its SHA-256 hash, and print the key once."""
     from serving.auth import SCOPES, add_key

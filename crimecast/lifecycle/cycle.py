@@ -217,7 +217,10 @@ def run_cycle(steps: list[Step], settings: CycleSettings, echo: Callable[[str], 
                                   if result.stages_run else " (every stage up to date)")))
             new_key = pipeline_key()
             if new_key != state.get("key"):
-                state = {"key": new_key, "done": {}}  # a new pipeline state: redo later steps
+                # A new pipeline state: the later steps are to do again; what this run
+                # already did (refresh, repro) stays done.
+                state = {"key": new_key, "done": {k: v for k, v in state["done"].items()
+                                                  if k in ALWAYS and k in result.steps}}
             state["done"][step.name] = datetime.now(UTC).isoformat(timespec="seconds")
             state.pop("failed", None)
             state["last_started"] = started
