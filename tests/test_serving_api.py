@@ -128,14 +128,20 @@ class Project:
     graph: object
 
 
-@pytest.fixture(scope="module")
-def project(synthetic_city, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    home = tmp_path_factory.mktemp("serving_api") / "project"
+def served_project(synthetic_city, tmp_path_factory: pytest.TempPathFactory,
+                   name: str) -> Project:
+    """A copy of the synthetic city with a historical-average @champion, ready to serve."""
+    home = tmp_path_factory.mktemp(name) / "project"
     shutil.copytree(synthetic_city.home, home)
     version = _register(home, "historical_average", synthetic_city.panel, synthetic_city.graph,
                         "champion")
     return Project(home, version, [str(a) for a in synthetic_city.graph.area_ids],
                    synthetic_city.panel, synthetic_city.graph)
+
+
+@pytest.fixture(scope="module")
+def project(synthetic_city, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return served_project(synthetic_city, tmp_path_factory, "serving_api")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ and answers invalid rows with 422 naming each field."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import sqlite3
 from collections.abc import Iterator
 
@@ -17,7 +16,7 @@ from tests.test_serving_api import (
     FEEDER_KEY,
     Project,
     Server,
-    _register,
+    served_project,
     start_server,
 )
 
@@ -26,12 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def project(synthetic_city, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    home = tmp_path_factory.mktemp("serving_dosage") / "project"
-    shutil.copytree(synthetic_city.home, home)
-    version = _register(home, "historical_average", synthetic_city.panel, synthetic_city.graph,
-                        "champion")
-    return Project(home, version, [str(a) for a in synthetic_city.graph.area_ids],
-                   synthetic_city.panel, synthetic_city.graph)
+    return served_project(synthetic_city, tmp_path_factory, "serving_dosage")
 
 
 @pytest.fixture(scope="module")
